@@ -16,7 +16,11 @@ export type DecodeResult<T> = { ok: true; value: T } | DecodeFailure;
 type MessageSchema = v.GenericSchema<unknown, { type: string }>;
 
 /** Builds a decoder for one message union. Decoders never throw. */
-function decoderFor<T extends { type: string }>(schema: MessageSchema, knownTypes: readonly string[], side: string) {
+function decoderFor<T extends { type: string }>(
+  schema: MessageSchema,
+  knownTypes: readonly string[],
+  side: string,
+) {
   const known = new Set(knownTypes);
   return (text: string): DecodeResult<T> => {
     let data: unknown;
@@ -42,7 +46,12 @@ function decoderFor<T extends { type: string }>(schema: MessageSchema, knownType
     }
     const result = v.safeParse(schema, data, { abortEarly: true });
     if (result.success) return { ok: true, value: result.output as T };
-    return { ok: false, code: 'invalid-message', message: describeIssue(type, result.issues[0]), inReplyTo: type };
+    return {
+      ok: false,
+      code: 'invalid-message',
+      message: describeIssue(type, result.issues[0]),
+      inReplyTo: type,
+    };
   };
 }
 
@@ -62,7 +71,7 @@ export const decodeServerMessage = decoderFor<ServerMessage>(ServerMessage, SERV
 export const decodeTaskMessage = decoderFor<TaskMessage>(TaskMessage, TASK_MESSAGE_TYPES, 'task');
 
 /** Encodes any protocol message as a text frame. */
-export const encodeMessage = (message: { type: string }): string => JSON.stringify(message);
+export const encodeMessage = <T extends { type: string }>(message: T): string => JSON.stringify(message);
 
 /** UTF-8 byte length of a string without allocating a buffer. */
 export function utf8Length(text: string): number {

@@ -15,7 +15,12 @@ import {
 
 /** A bounded string of printable identifier characters. */
 const identifier = (max: number) =>
-  v.pipe(v.string(), v.minLength(1), v.maxLength(max), v.regex(/^[A-Za-z0-9_.:-]+$/, 'use only A-Z a-z 0-9 _ . : -'));
+  v.pipe(
+    v.string(),
+    v.minLength(1),
+    v.maxLength(max),
+    v.regex(/^[A-Za-z0-9_.:-]+$/, 'use only A-Z a-z 0-9 _ . : -'),
+  );
 
 const boundedText = (max: number) => v.pipe(v.string(), v.maxLength(max));
 
@@ -68,6 +73,9 @@ export const Metadata = v.pipe(
     v.pipe(v.string(), v.maxLength(MAX_METADATA_KEY_LENGTH)),
     v.union([v.pipe(v.string(), v.maxLength(MAX_METADATA_STRING_LENGTH)), v.number(), v.boolean(), v.null()]),
   ),
-  v.check((record) => Object.keys(record).length <= MAX_METADATA_ENTRIES, `at most ${MAX_METADATA_ENTRIES} entries`),
+  v.check(
+    (record) => Object.keys(record).length <= MAX_METADATA_ENTRIES,
+    `at most ${MAX_METADATA_ENTRIES} entries`,
+  ),
 );
 export type Metadata = v.InferOutput<typeof Metadata>;

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { ErrorCode } from './error-codes.ts';
 import {
   MAX_CANDIDATE_LENGTH,
   MAX_DISCOVERED_PEERS,
@@ -16,7 +17,6 @@ import {
 } from './limits.ts';
 import { Capabilities, ModelName, nonNegative, PeerId, RequestId } from './primitives.ts';
 import { TaskMessage } from './task.ts';
-import { ErrorCode } from './error-codes.ts';
 
 /*
  * Client <-> signaling server messages. Names and fields of the design's "Signaling Protocol
@@ -42,7 +42,11 @@ export const IceCandidate = v.nullable(
 );
 export type IceCandidate = v.InferOutput<typeof IceCandidate>;
 
-const iceUrl = v.pipe(v.string(), v.maxLength(MAX_ICE_URL_LENGTH), v.regex(/^(stun|stuns|turn|turns):/, 'must be a stun: or turn: URL'));
+const iceUrl = v.pipe(
+  v.string(),
+  v.maxLength(MAX_ICE_URL_LENGTH),
+  v.regex(/^(stun|stuns|turn|turns):/, 'must be a stun: or turn: URL'),
+);
 
 /** An RTCIceServer as handed to clients. */
 export const IceServer = v.object({
@@ -76,15 +80,30 @@ export type DiscoveredPeer = v.InferOutput<typeof DiscoveredPeer>;
 
 // ---------------------------------------------------------------- client -> server
 
-export const CapabilityAnnounce = v.object({ type: v.literal('capability-announce'), capabilities: Capabilities });
+export const CapabilityAnnounce = v.object({
+  type: v.literal('capability-announce'),
+  capabilities: Capabilities,
+});
 export const Discover = v.object({
   type: v.literal('discover'),
   requirements: DiscoveryRequirements,
   requestId: v.optional(RequestId),
 });
-export const ClientOffer = v.object({ type: v.literal('offer'), targetPeerId: PeerId, sdp: SessionDescription('offer') });
-export const ClientAnswer = v.object({ type: v.literal('answer'), targetPeerId: PeerId, sdp: SessionDescription('answer') });
-export const ClientIceCandidate = v.object({ type: v.literal('ice-candidate'), targetPeerId: PeerId, candidate: IceCandidate });
+export const ClientOffer = v.object({
+  type: v.literal('offer'),
+  targetPeerId: PeerId,
+  sdp: SessionDescription('offer'),
+});
+export const ClientAnswer = v.object({
+  type: v.literal('answer'),
+  targetPeerId: PeerId,
+  sdp: SessionDescription('answer'),
+});
+export const ClientIceCandidate = v.object({
+  type: v.literal('ice-candidate'),
+  targetPeerId: PeerId,
+  candidate: IceCandidate,
+});
 /** Task traffic for a peer that cannot be reached directly. */
 export const ClientRelay = v.object({ type: v.literal('relay'), targetPeerId: PeerId, payload: TaskMessage });
 /** Answers the server's heartbeat (echoing `ts`), or probes the server. */
@@ -143,9 +162,21 @@ export const PeersDiscovered = v.object({
   requestId: v.optional(RequestId),
 });
 const forwarded = { targetPeerId: PeerId, fromPeerId: PeerId };
-export const ServerOffer = v.object({ type: v.literal('offer'), ...forwarded, sdp: SessionDescription('offer') });
-export const ServerAnswer = v.object({ type: v.literal('answer'), ...forwarded, sdp: SessionDescription('answer') });
-export const ServerIceCandidate = v.object({ type: v.literal('ice-candidate'), ...forwarded, candidate: IceCandidate });
+export const ServerOffer = v.object({
+  type: v.literal('offer'),
+  ...forwarded,
+  sdp: SessionDescription('offer'),
+});
+export const ServerAnswer = v.object({
+  type: v.literal('answer'),
+  ...forwarded,
+  sdp: SessionDescription('answer'),
+});
+export const ServerIceCandidate = v.object({
+  type: v.literal('ice-candidate'),
+  ...forwarded,
+  candidate: IceCandidate,
+});
 export const ServerRelay = v.object({ type: v.literal('relay'), ...forwarded, payload: TaskMessage });
 export const PeerLeft = v.object({
   type: v.literal('peer-left'),

@@ -1,0 +1,418 @@
+import { assign, sendParent, setup } from 'xstate';
+import type { IceServer } from '../protocol/index.ts';
+import {
+  type ClientMessage,
+  CloseCode,
+  type ErrorCode,
+  encodeMessage,
+  type PeerIdAssigned,
+  type RoutedClientMessage,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from '../protocol/index.ts';
+import type { SignalingMetrics } from './metrics.ts';
+import type { PeerRegistry } from './peer-registry.ts';
+import type { SocketPort } from './socket-port.ts';
+
+/** The per-socket limits and timings; a slice of SignalingConfig. */
+export interface SocketPolicy {
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  maxViolations: number;
+  maxRateLimitStrikes: number;
+  abuseWindowMs: number;
+  maxCongestedMs: number;
+  congestionHighWaterBytes: number;
+  congestionLowWaterBytes: number;
+  /** How long a closing socket may take to close before it is dropped. */
+  closingTimeoutMs: number;
+}
+
+export interface SocketInput {
+  socketId: string;
+  peerId: string;
+  port: SocketPort;
+  registry: PeerRegistry;
+  metrics: SignalingMetrics;
+  policy: SocketPolicy;
+  /** `?v=` the client asked for. */
+  protocolVersion: number;
+  /** The `peer-id` message to greet the client with. */
+  welcome: PeerIdAssigned;
+  /** True when the session resumed with capabilities already announced. */
+  announced: boolean;
+  /** A fresh ICE server list for this peer (TURN credentials are minted per call). */
+  iceServers: () => { iceServers: IceServer[]; expiresAt: number };
+  now: () => number;
+}
+
+/** Why a socket's session ended; the hub turns it into grace, `peer-left`, or nothing. */
+export type Departure =
+  | 'left'
+  | 'closed'
+  | 'timeout'
+  | 'too-slow'
+  | 'violation'
+  | 'replaced'
+  | 'shutdown'
+  | 'rejected';
+
+export interface SocketOutput {
+  socketId: string;
+  peerId: string;
+  departure: Departure;
+  code: number;
+}
+
+/** Events from the transport (`socket.*`) and from the hub (`hub.*`); client messages come as themselves. */
+export type SocketEvent =
+  | ClientMessage
+  | { type: 'socket.invalid'; code: ErrorCode; message: string; inReplyTo?: string }
+  | {
+      type: 'socket.rateLimited';
+      code: 'rate-limited' | 'relay-limited';
+      retryAfterMs: number;
+      inReplyTo?: string;
+    }
+  | { type: 'socket.oversize'; bytes: number }
+  | { type: 'socket.backpressure' }
+  | { type: 'socket.drain' }
+  | { type: 'socket.closed'; code: number; reason: string }
+  | { type: 'hub.shutdown'; retryAfterMs: number }
+  | { type: 'hub.replaced' }
+  | { type: 'hub.terminate' };
+
+interface AbuseWindow {
+  start: number;
+  count: number;
+}
+
+interface SocketContext extends SocketInput {
+  closeCode: number;
+  closeReason: string;
+  departure: Departure;
+  violations: AbuseWindow;
+  strikes: AbuseWindow;
+}
+
+const isClientMessage = (event: SocketEvent): event is ClientMessage =>
+  !event.type.startsWith('socket.') && !event.type.startsWith('hub.');
+
+/** Counts one more event in a sliding-start window; returns the new window. */
+function bump(window: AbuseWindow, now: number, windowMs: number): AbuseWindow {
+  return now - window.start > windowMs
+    ? { start: now, count: 1 }
+    : { start: window.start, count: window.count + 1 };
+}
+
+function replyError(
+  context: SocketContext,
+  code: ErrorCode,
+  message: string,
+  extra: { inReplyTo?: string; targetPeerId?: string; retryAfterMs?: number } = {},
+) {
+  context.metrics.rejected(code);
+  context.port.send({ type: 'error', code, message, ...extra });
+}
+
+const ending = (code: number, reason: string, departure: Departure) => ({
+  closeCode: code,
+  closeReason: reason,
+  departure,
+});
+
+export const socketMachine = setup({
+  types: {
+    input: {} as SocketInput,
+    context: {} as SocketContext,
+    events: {} as SocketEvent,
+    output: {} as SocketOutput,
+    tags: {} as 'online' | 'congested',
+  },
+  delays: {
+    heartbeatInterval: ({ context }) => context.policy.heartbeatIntervalMs,
+    heartbeatTimeout: ({ context }) => context.policy.heartbeatTimeoutMs,
+    congestionTimeout: ({ context }) => context.policy.maxCongestedMs,
+    closingTimeout: ({ context }) => context.policy.closingTimeoutMs,
+  },
+  guards: {
+    versionUnsupported: ({ context }) => !SUPPORTED_PROTOCOL_VERSIONS.includes(context.protocolVersion),
+    resumedAnnounced: ({ context }) => context.announced,
+    isClientMessage: ({ event }) => isClientMessage(event),
+    tooManyViolations: ({ context }) =>
+      bump(context.violations, context.now(), context.policy.abuseWindowMs).count >
+      context.policy.maxViolations,
+    tooManyStrikes: ({ context }) =>
+      bump(context.strikes, context.now(), context.policy.abuseWindowMs).count >
+      context.policy.maxRateLimitStrikes,
+    drained: ({ context }) => context.port.bufferedAmount() <= context.policy.congestionLowWaterBytes,
+    closedByClientOnPurpose: ({ event }) => event.type === 'socket.closed' && event.code === CloseCode.normal,
+  },
+  actions: {
+    greet: ({ context }) => {
+      context.port.send(context.welcome);
+    },
+    rejectVersion: ({ context }) => {
+      replyError(
+        context,
+        'unsupported-version',
+        `protocol version ${context.protocolVersion} is not supported; this server speaks ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
+      );
+    },
+    notifyAnnounced: sendParent(({ context, event }) => ({
+      type: 'peer.announced' as const,
+      peerId: context.peerId,
+      capabilities: (event as Extract<ClientMessage, { type: 'capability-announce' }>).capabilities,
+    })),
+    answerDiscover: ({ context, event }) => {
+      if (event.type !== 'discover') return;
+      const peers = context.registry.discover(event.requirements, context.peerId);
+      context.port.send({
+        type: 'peers-discovered',
+        peers,
+        ...(event.requestId ? { requestId: event.requestId } : {}),
+      });
+    },
+    route: ({ context, event }) => {
+      const message = event as RoutedClientMessage;
+      const target = context.registry.get(message.targetPeerId);
+      if (!target?.port || target.peerId === context.peerId) {
+        const waiting = target && !target.port && target.peerId !== context.peerId;
+        replyError(
+          context,
+          'unknown-target',
+          waiting
+            ? `peer ${message.targetPeerId} is reconnecting; retry shortly`
+            : `peer ${message.targetPeerId} is not connected`,
+          {
+            inReplyTo: message.type,
+            targetPeerId: message.targetPeerId,
+            ...(waiting ? { retryAfterMs: 1000 } : {}),
+          },
+        );
+        return;
+      }
+      if (target.port.bufferedAmount() > context.policy.congestionHighWaterBytes) {
+        replyError(context, 'target-congested', `peer ${message.targetPeerId} is not reading fast enough`, {
+          inReplyTo: message.type,
+          targetPeerId: message.targetPeerId,
+          retryAfterMs: 250,
+        });
+        return;
+      }
+      const self = context.registry.get(context.peerId);
+      if (self) context.registry.link(self, target);
+      // The server stamps the sender; whatever `fromPeerId` the client wrote was dropped by the schema.
+      const text = encodeMessage({ ...message, fromPeerId: context.peerId });
+      target.port.sendText(text);
+      context.metrics.routed(message.type, text.length);
+    },
+    sendIceServers: ({ context }) => {
+      context.port.send({ type: 'ice-servers', ...context.iceServers() });
+    },
+    sendHeartbeat: ({ context }) => {
+      context.port.send({ type: 'heartbeat', ts: context.now() });
+    },
+    replyInvalid: ({ context, event }) => {
+      if (event.type !== 'socket.invalid') return;
+      replyError(context, event.code, event.message, event.inReplyTo ? { inReplyTo: event.inReplyTo } : {});
+    },
+    countViolation: assign({
+      violations: ({ context }) => bump(context.violations, context.now(), context.policy.abuseWindowMs),
+    }),
+    replyRateLimited: ({ context, event }) => {
+      if (event.type !== 'socket.rateLimited') return;
+      replyError(
+        context,
+        event.code,
+        event.code === 'relay-limited'
+          ? 'relay budget exceeded; message dropped'
+          : 'too many messages; message dropped',
+        { retryAfterMs: event.retryAfterMs, ...(event.inReplyTo ? { inReplyTo: event.inReplyTo } : {}) },
+      );
+    },
+    countStrike: assign({
+      strikes: ({ context }) => bump(context.strikes, context.now(), context.policy.abuseWindowMs),
+    }),
+    sendReconnect: ({ context, event }) => {
+      if (event.type !== 'hub.shutdown') return;
+      context.port.send({
+        type: 'reconnect',
+        reason: 'server shutting down',
+        retryAfterMs: event.retryAfterMs,
+      });
+    },
+    endSocket: ({ context }) => {
+      context.port.end(context.closeCode, context.closeReason);
+    },
+    terminateSocket: ({ context }) => {
+      context.port.terminate();
+    },
+  },
+}).createMachine({
+  id: 'socket',
+  description: 'One signaling WebSocket: greets, serves and polices one client until its socket closes.',
+  context: ({ input }) => ({
+    ...input,
+    closeCode: CloseCode.normal,
+    closeReason: '',
+    departure: 'closed',
+    violations: { start: 0, count: 0 },
+    strikes: { start: 0, count: 0 },
+  }),
+  initial: 'open',
+  states: {
+    open: {
+      description: 'The socket just opened; the client learns its peer id, or why it cannot stay.',
+      always: [
+        {
+          guard: 'versionUnsupported',
+          target: 'closing',
+          actions: [
+            'rejectVersion',
+            assignEnding(CloseCode.unsupportedVersion, 'unsupported protocol version', 'rejected'),
+          ],
+        },
+        { guard: 'resumedAnnounced', target: 'active.session.announced', actions: 'greet' },
+        { target: 'active', actions: 'greet' },
+      ],
+    },
+    active: {
+      type: 'parallel',
+      tags: 'online',
+      on: {
+        discover: { actions: 'answerDiscover' },
+        offer: { actions: 'route' },
+        answer: { actions: 'route' },
+        'ice-candidate': { actions: 'route' },
+        relay: { actions: 'route' },
+        'ice-servers-request': { actions: 'sendIceServers' },
+        leave: { target: 'closing', actions: assignEnding(CloseCode.normal, 'left', 'left') },
+        'socket.invalid': [
+          {
+            guard: 'tooManyViolations',
+            target: 'closing',
+            actions: [
+              'replyInvalid',
+              assignEnding(CloseCode.policyViolation, 'too many invalid messages', 'violation'),
+            ],
+          },
+          { actions: ['replyInvalid', 'countViolation'] },
+        ],
+        'socket.rateLimited': [
+          {
+            guard: 'tooManyStrikes',
+            target: 'closing',
+            actions: assignEnding(CloseCode.policyViolation, 'rate limit abused', 'violation'),
+          },
+          { actions: ['replyRateLimited', 'countStrike'] },
+        ],
+        'socket.oversize': {
+          target: 'closing',
+          actions: assignEnding(CloseCode.messageTooBig, 'frame over 65536 bytes', 'violation'),
+        },
+        'socket.closed': [
+          {
+            guard: 'closedByClientOnPurpose',
+            target: 'closed',
+            actions: assignEnding(CloseCode.normal, '', 'left'),
+          },
+          { target: 'closed', actions: assignClosedByClient() },
+        ],
+        'hub.shutdown': {
+          target: 'closing',
+          actions: ['sendReconnect', assignEnding(CloseCode.goingAway, 'server shutting down', 'shutdown')],
+        },
+        'hub.replaced': {
+          target: 'closing',
+          actions: assignEnding(CloseCode.sessionReplaced, 'session resumed on another socket', 'replaced'),
+        },
+        'hub.terminate': {
+          target: 'closed',
+          actions: ['terminateSocket', assignEnding(CloseCode.goingAway, '', 'shutdown')],
+        },
+      },
+      states: {
+        session: {
+          description: 'Whether the peer has said what it can offer (announced peers are discoverable).',
+          initial: 'registered',
+          states: {
+            registered: {
+              on: { 'capability-announce': { target: 'announced', actions: 'notifyAnnounced' } },
+            },
+            announced: {
+              on: { 'capability-announce': { actions: 'notifyAnnounced' } },
+            },
+          },
+        },
+        flow: {
+          description: 'uWS backpressure: congested while the client reads slower than we write.',
+          initial: 'flowing',
+          states: {
+            flowing: {
+              on: { 'socket.backpressure': 'congested' },
+            },
+            congested: {
+              tags: 'congested',
+              on: { 'socket.drain': { guard: 'drained', target: 'flowing' } },
+              after: {
+                congestionTimeout: {
+                  target: '#socket.closing',
+                  actions: assignEnding(CloseCode.tooSlow, 'client too slow to read', 'too-slow'),
+                },
+              },
+            },
+          },
+        },
+        liveness: {
+          description: 'Heartbeats: quiet between beats; any client message answers an outstanding beat.',
+          initial: 'quiet',
+          states: {
+            quiet: {
+              after: { heartbeatInterval: 'awaitingBeat' },
+            },
+            awaitingBeat: {
+              entry: 'sendHeartbeat',
+              on: { '*': { guard: 'isClientMessage', target: 'quiet' } },
+              after: {
+                heartbeatTimeout: {
+                  target: '#socket.closing',
+                  actions: assignEnding(CloseCode.heartbeatTimeout, 'heartbeat timeout', 'timeout'),
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    closing: {
+      description: 'We sent a close frame; waiting for the socket to finish closing.',
+      entry: 'endSocket',
+      on: {
+        'socket.closed': 'closed',
+        'hub.terminate': { target: 'closed', actions: 'terminateSocket' },
+      },
+      after: { closingTimeout: { target: 'closed', actions: 'terminateSocket' } },
+    },
+    closed: { type: 'final' },
+  },
+  output: ({ context }) => ({
+    socketId: context.socketId,
+    peerId: context.peerId,
+    departure: context.departure,
+    code: context.closeCode,
+  }),
+});
+
+/** Records how the socket will end, for the close frame and the hub. */
+function assignEnding(code: number, reason: string, departure: Departure) {
+  return assign<SocketContext, SocketEvent, undefined, SocketEvent, never>(() =>
+    ending(code, reason, departure),
+  );
+}
+
+/** The client closed: 1000 means it left on purpose, anything else may come back (resume). */
+function assignClosedByClient() {
+  return assign<SocketContext, SocketEvent, undefined, SocketEvent, never>(({ event }) =>
+    ending(event.type === 'socket.closed' ? event.code : 1006, '', 'closed'),
+  );
+}
