@@ -86,8 +86,11 @@ export class PeerRegistry {
 
   /** Records that two peers talked, so each hears of the other's leave. */
   link(a: PeerEntry, b: PeerEntry): void {
-    if (!a.contacts?.has(b.peerId)) (a.contacts ??= new Set()).add(b.peerId);
-    if (!b.contacts?.has(a.peerId)) (b.contacts ??= new Set()).add(a.peerId);
+    if (a.contacts?.has(b.peerId) && b.contacts?.has(a.peerId)) return;
+    a.contacts ??= new Set();
+    b.contacts ??= new Set();
+    a.contacts.add(b.peerId);
+    b.contacts.add(a.peerId);
   }
 
   /** Every connected peer. */
