@@ -37,3 +37,10 @@ export const MAX_METADATA_KEY_LENGTH = 64;
 export const MAX_METADATA_STRING_LENGTH = 1024;
 /** Timeout a requester may ask for on one task (10 minutes). */
 export const MAX_TASK_TIMEOUT_MS = 10 * 60 * 1000;
+
+/** Link messages larger than this (UTF-8 bytes) are sent as fragments (data channels and relay alike). */
+export const MAX_LINK_MESSAGE_BYTES = 16 * 1024;
+/** Characters per fragment: at most 4 bytes each, so a fragment frame stays well under 64 KiB. */
+export const MAX_FRAGMENT_CHARS = 8 * 1024;
+/** Fragments per message: bounds a reassembled message to 64 × 8 Ki characters. */
+export const MAX_FRAGMENTS = 64;

@@ -2,6 +2,8 @@ import * as v from 'valibot';
 import {
   MAX_CHUNK_LENGTH,
   MAX_ERROR_MESSAGE_LENGTH,
+  MAX_FRAGMENT_CHARS,
+  MAX_FRAGMENTS,
   MAX_PROMPT_LENGTH,
   MAX_REASON_LENGTH,
   MAX_TASK_TIMEOUT_MS,
@@ -103,6 +105,19 @@ export const LinkPong = v.object({ type: v.literal('link-pong'), ts: nonNegative
 export type LinkPing = v.InferOutput<typeof LinkPing>;
 export type LinkPong = v.InferOutput<typeof LinkPong>;
 
+/**
+ * Link framing: a message whose encoding exceeds MAX_LINK_MESSAGE_BYTES travels as fragments of at
+ * most MAX_FRAGMENT_CHARS characters, reassembled in order by `id` on the other side.
+ */
+export const LinkFragment = v.object({
+  type: v.literal('link-fragment'),
+  id: count(1_000_000_000),
+  index: count(MAX_FRAGMENTS - 1),
+  count: v.pipe(count(MAX_FRAGMENTS), v.minValue(2)),
+  data: v.pipe(v.string(), v.maxLength(MAX_FRAGMENT_CHARS)),
+});
+export type LinkFragment = v.InferOutput<typeof LinkFragment>;
+
 export const TaskMessage = v.variant('type', [
   PromptDelegation,
   TaskAccepted,
@@ -113,6 +128,7 @@ export const TaskMessage = v.variant('type', [
   TaskFailed,
   LinkPing,
   LinkPong,
+  LinkFragment,
 ]);
 export type TaskMessage = v.InferOutput<typeof TaskMessage>;
 export const TASK_MESSAGE_TYPES = TaskMessage.options.map((option) => option.entries.type.literal);

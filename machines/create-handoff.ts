@@ -1,0 +1,258 @@
+import { createActor, type InspectionEvent, type Observer } from 'xstate';
+import type {
+  Capabilities,
+  DiscoveredPeer,
+  DiscoveryRequirements,
+  PromptDelegation,
+} from '../protocol/index.ts';
+import { type DesignState, designState } from './design-state.ts';
+import { DEFAULT_REQUIREMENTS } from './discovery.machine.ts';
+import { browserEnvironment, type HandoffEnvironment } from './environment.ts';
+import {
+  type DelegateOptions,
+  type HandoffActor,
+  type HandoffInput,
+  handoffMachine,
+  requestId,
+} from './handoff.machine.ts';
+import type { TaskRequestOutput } from './task-request.machine.ts';
+
+export interface HandoffOptions extends Omit<HandoffInput, 'environment' | 'models'> {
+  /** WebSocket and RTCPeerConnection to use; defaults to the browser's. */
+  environment?: HandoffEnvironment;
+  /** XState inspection (the demo's inspector listens here). */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+}
+
+/** One delegated prompt: its streamed text, its final result, and a way to cancel it. */
+export interface DelegatedTask {
+  readonly taskId: string;
+  /** Each chunk of the answer exactly once, in order. Ends when the task ends. */
+  readonly chunks: AsyncIterable<string>;
+  /** Resolves with the task's outcome (completed, failed, cancelled or timedOut); never rejects. */
+  readonly result: Promise<TaskRequestOutput>;
+  cancel(): void;
+}
+
+/** Raised by `handleIncomingPrompt` when the serving policy refuses a prompt. */
+export class PromptRefusedError extends Error {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** The design's EnhancedP2PManager, over the client's actor system. */
+export interface Handoff {
+  /** The root actor; its children are the connection, discovery, peer links and tasks. */
+  readonly actor: HandoffActor;
+  /** Connects to the signaling server; resolves with our peer id once registered. */
+  connect(signalingUrl: string): Promise<string>;
+  disconnect(): void;
+  /** Announces (or re-announces) what this peer offers. */
+  announce(capabilities: Capabilities): void;
+  /** Asks the server for peers meeting `requirements`; resolves with them, best first. */
+  discoverPeers(requirements?: DiscoveryRequirements): Promise<DiscoveredPeer[]>;
+  /** Delegates a prompt to `targetPeerId`, or to the best discovered peer. */
+  delegatePrompt(
+    prompt: string,
+    targetPeerId?: string,
+    options?: Omit<DelegateOptions, 'targetPeerId'>,
+  ): DelegatedTask;
+  /**
+   * What this peer does with a prompt from `senderId`: the serving policy decides, then the
+   * provider streams the answer. (Delegations arriving over links run the same policy and provider.)
+   */
+  handleIncomingPrompt(prompt: string, senderId: string): AsyncIterable<string>;
+  onConnectionStateChange(callback: (state: DesignState) => void): () => void;
+  onPeerDiscovered(callback: (peer: DiscoveredPeer) => void): () => void;
+  /** Leaves the signaling server and stops every actor. */
+  stop(): void;
+}
+
+let taskCounter = 0;
+const newTaskId = () =>
+  `task-${Date.now().toString(36)}-${(taskCounter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** Starts the client's actor system. Await it: the provider's models are resolved first. */
+export async function createHandoff(options: HandoffOptions = {}): Promise<Handoff> {
+  const environment = options.environment ?? browserEnvironment();
+  const models = options.provider ? await options.provider.models() : [];
+  const stateListeners = new Set<(state: DesignState) => void>();
+  let lastState: DesignState | undefined;
+  const userInspect = options.inspect;
+
+  const actor = createActor(handoffMachine, {
+    input: { ...options, environment, models },
+    inspect: (event) => {
+      if (typeof userInspect === 'function') userInspect(event);
+      else userInspect?.next?.(event);
+      if (event.type === '@xstate.snapshot' && stateListeners.size > 0) notifyState();
+    },
+  });
+
+  function notifyState(): void {
+    const state = designState(actor.getSnapshot());
+    if (state === lastState) return;
+    lastState = state;
+    for (const listener of stateListeners) listener(state);
+  }
+
+  const connection = () => actor.system.get('connection');
+  const discovery = () => actor.system.get('discovery');
+
+  /** Resolves when `check` returns a value for an actor's snapshot; rejects on `fail`. */
+  function waitFor<T>(
+    target: () => { getSnapshot(): unknown; subscribe(o: () => void): { unsubscribe(): void } } | undefined,
+    check: (snapshot: never) => T | undefined,
+    fail: (snapshot: never) => string | undefined,
+  ): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const ref = target();
+      if (!ref) return reject(new Error('actor not running'));
+      let subscription: { unsubscribe(): void } | undefined;
+      const test = () => {
+        const snapshot = ref.getSnapshot() as never;
+        const value = check(snapshot);
+        if (value !== undefined) {
+          subscription?.unsubscribe();
+          resolve(value);
+          return true;
+        }
+        const error = fail(snapshot);
+        if (error) {
+          subscription?.unsubscribe();
+          reject(new Error(error));
+          return true;
+        }
+        return false;
+      };
+      if (!test()) subscription = ref.subscribe(() => void test());
+    });
+  }
+
+  actor.start();
+
+  const handoff: Handoff = {
+    actor,
+    async connect(signalingUrl) {
+      actor.send({ type: 'user.connect', url: signalingUrl });
+      const peerId = await waitFor(
+        connection,
+        (s: { hasTag(t: string): boolean; context: { peerId?: string } }) =>
+          s.hasTag('online') ? s.context.peerId : undefined,
+        (s: { value: unknown; context: { lastError?: string } }) =>
+          s.value === 'failed'
+            ? `cannot connect to ${signalingUrl}: ${s.context.lastError ?? 'failed'}`
+            : undefined,
+      );
+      const { capabilities } = actor.getSnapshot().context;
+      actor.send({ type: 'user.announce', capabilities });
+      return peerId;
+    },
+    disconnect() {
+      actor.send({ type: 'user.disconnect' });
+    },
+    announce(capabilities) {
+      actor.send({ type: 'user.announce', capabilities });
+    },
+    async discoverPeers(requirements = DEFAULT_REQUIREMENTS) {
+      actor.send({ type: 'user.discover', requirements });
+      return waitFor(
+        discovery,
+        (s: { matches(v: string): boolean; context: { ranked: DiscoveredPeer[] } }) =>
+          s.matches('ready') ? s.context.ranked : undefined,
+        (s: { matches(v: string): boolean; context: { error?: string } }) =>
+          s.matches('failed') ? (s.context.error ?? 'discover failed') : undefined,
+      );
+    },
+    delegatePrompt(prompt, targetPeerId, delegateOptions = {}) {
+      const taskId = newTaskId();
+      const queue: string[] = [];
+      let done = false;
+      let wake: (() => void) | undefined;
+      const result = new Promise<TaskRequestOutput>((resolve) => {
+        const subscription = actor.on('handoff.taskDone', (event) => {
+          if (event.output.taskId !== taskId) return;
+          subscription.unsubscribe();
+          done = true;
+          wake?.();
+          resolve(event.output);
+        });
+      });
+      actor.send({
+        type: 'user.delegate',
+        taskId,
+        prompt,
+        options: { ...delegateOptions, ...(targetPeerId ? { targetPeerId } : {}) },
+      });
+      const request = actor.getSnapshot().children[requestId(taskId)];
+      const chunkSubscription = request?.on('task.chunk', (event) => {
+        queue.push(event.text);
+        wake?.();
+      });
+      void result.then(() => chunkSubscription?.unsubscribe());
+      const chunks: AsyncIterable<string> = {
+        async *[Symbol.asyncIterator]() {
+          while (true) {
+            if (queue.length) {
+              yield queue.shift() as string;
+              continue;
+            }
+            if (done) return;
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+          }
+        },
+      };
+      return { taskId, chunks, result, cancel: () => actor.send({ type: 'user.cancel', taskId }) };
+    },
+    async *handleIncomingPrompt(prompt, senderId) {
+      const context = actor.getSnapshot().context;
+      const delegation: PromptDelegation = {
+        type: 'prompt-delegation',
+        taskId: newTaskId(),
+        prompt,
+        requesterCapabilities: { hasAI: false, models: [] },
+        priority: 5,
+        timeout: 120_000,
+      };
+      const verdict = context.servePolicy({
+        delegation,
+        fromPeerId: senderId,
+        running: Object.keys(context.serves).length,
+      });
+      if (!verdict.admitted) throw new PromptRefusedError(verdict.reason, verdict.message);
+      const controller = new AbortController();
+      try {
+        for await (const event of (context.provider as NonNullable<typeof context.provider>).stream({
+          prompt,
+          signal: controller.signal,
+        })) {
+          if (event.type === 'text') yield event.text;
+        }
+      } finally {
+        controller.abort();
+      }
+    },
+    onConnectionStateChange(callback) {
+      stateListeners.add(callback);
+      callback((lastState = designState(actor.getSnapshot())));
+      return () => stateListeners.delete(callback);
+    },
+    onPeerDiscovered(callback) {
+      const subscription = discovery()?.on('discovery.peerFound', (event: { peer: DiscoveredPeer }) =>
+        callback(event.peer),
+      );
+      return () => subscription?.unsubscribe();
+    },
+    stop() {
+      actor.send({ type: 'user.disconnect' });
+      actor.stop();
+    },
+  };
+  return handoff;
+}

@@ -1,0 +1,463 @@
+import { type ActorRefFrom, assign, emit, enqueueActions, setup } from 'xstate';
+import type {
+  Capabilities,
+  DiscoveryRequirements,
+  PromptDelegation,
+  ServerError,
+} from '../protocol/index.ts';
+import { connectionMachine, type ForwardedMessage } from './connection.machine.ts';
+import { discoveryMachine } from './discovery.machine.ts';
+import type { HandoffEnvironment } from './environment.ts';
+import type { LinkMessage } from './link-framing.ts';
+import { type LinkTransport, type PeerLinkInput, peerLinkMachine } from './peer-link.machine.ts';
+import type { AIProvider } from './providers/provider.ts';
+import { type TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
+import { type Admission, type TaskServeOutput, taskServeMachine } from './task-serve.machine.ts';
+
+export interface DelegateOptions {
+  targetPeerId?: string;
+  priority?: number;
+  timeoutMs?: number;
+  model?: string;
+}
+
+/** Decides whether to serve a delegation. The default checks the provider, the model and concurrency. */
+export type ServePolicy = (request: {
+  delegation: PromptDelegation;
+  fromPeerId: string;
+  running: number;
+}) => Admission;
+
+export interface HandoffInput {
+  environment: HandoffEnvironment;
+  /** Serves delegated prompts when set. */
+  provider?: AIProvider;
+  /** Models the provider offers (resolved before the actor starts). */
+  models?: string[];
+  /** Sent as `requesterCapabilities` with every delegation. */
+  capabilities?: Capabilities;
+  servePolicy?: ServePolicy;
+  maxConcurrentServes?: number;
+  /** Open peer links at most (the design's ConnectionPool; default 10). */
+  maxLinks?: number;
+  link?: Pick<PeerLinkInput, 'directTimeoutMs' | 'restartTimeoutMs' | 'pingIntervalMs'>;
+  connection?: {
+    maxAttempts?: number;
+    baseDelayMs?: number;
+    maxDelayMs?: number;
+    connectTimeoutMs?: number;
+    token?: string;
+  };
+  acceptTimeoutMs?: number;
+  now?: () => number;
+}
+
+export interface HandoffContext {
+  environment: HandoffEnvironment;
+  provider: AIProvider | undefined;
+  models: string[];
+  capabilities: Capabilities;
+  servePolicy: ServePolicy;
+  maxLinks: number;
+  link: HandoffInput['link'];
+  connectionOptions: HandoffInput['connection'];
+  acceptTimeoutMs: number | undefined;
+  now: () => number;
+  /** Last use of each open link, for least-recently-used recycling. */
+  linkUse: Record<string, number>;
+  /** Running serve tasks by `<peerId> <taskId>`, to route acks and cancels. */
+  serves: Record<string, string>;
+  serveSeq: number;
+  /** Finished tasks, newest last (bounded). */
+  history: TaskRequestOutput[];
+  served: TaskServeOutput[];
+  lastServerError: ServerError | undefined;
+}
+
+export const HISTORY_LIMIT = 50;
+
+export type HandoffEvent =
+  | ForwardedMessage
+  | { type: 'user.connect'; url: string }
+  | { type: 'user.disconnect' }
+  | { type: 'user.retry' }
+  | { type: 'user.announce'; capabilities: Capabilities }
+  | { type: 'user.discover'; requirements: DiscoveryRequirements }
+  | { type: 'user.delegate'; taskId: string; prompt: string; options: DelegateOptions }
+  | { type: 'user.cancel'; taskId: string }
+  | { type: 'link.message'; peerId: string; message: LinkMessage }
+  | {
+      type: 'link.signal';
+      message: Extract<import('../protocol/index.ts').ClientMessage, { targetPeerId: string }>;
+    }
+  | { type: 'link.rtt'; peerId: string; rttMs: number }
+  | { type: 'link.transport'; peerId: string; transport: LinkTransport }
+  | { type: 'task.send'; peerId: string; message: LinkMessage }
+  | { type: `xstate.done.actor.${string}`; output: unknown };
+
+export type HandoffEmitted =
+  | { type: 'handoff.taskDone'; output: TaskRequestOutput }
+  | { type: 'handoff.serveDone'; output: TaskServeOutput };
+
+export const linkId = (peerId: string) => `link-${peerId}`;
+export const requestId = (taskId: string) => `request-${taskId}`;
+const serveKey = (peerId: string, taskId: string) => `${peerId} ${taskId}`;
+
+export const defaultServePolicy =
+  (provider: AIProvider | undefined, models: string[], maxConcurrent: number): ServePolicy =>
+  ({ delegation, running }) => {
+    if (!provider)
+      return { admitted: false, reason: 'no-model', message: 'this peer has no AI to serve with' };
+    if (delegation.model && !models.includes(delegation.model)) {
+      return {
+        admitted: false,
+        reason: 'no-model',
+        message: `this peer does not offer model ${delegation.model}`,
+      };
+    }
+    if (running >= maxConcurrent) {
+      return {
+        admitted: false,
+        reason: 'busy',
+        message: `serving ${running} tasks already`,
+        retryAfterMs: 1000,
+      };
+    }
+    return { admitted: true, queuePosition: 0 };
+  };
+
+type Children = Record<
+  string,
+  { id: string; getSnapshot(): { status: string; context: unknown } } | undefined
+>;
+
+/** Peers some running task depends on: their links are not idle. */
+function busyPeers(children: Children): Set<string> {
+  const busy = new Set<string>();
+  for (const [id, child] of Object.entries(children)) {
+    const snapshot = child?.getSnapshot();
+    if (!snapshot || snapshot.status !== 'active') continue;
+    if (id.startsWith('request-')) {
+      const context = snapshot.context as { candidates: string[]; current: number };
+      const peer = context.candidates[context.current];
+      if (peer) busy.add(peer);
+    } else if (id.startsWith('serve-')) {
+      busy.add((snapshot.context as { requesterPeerId: string }).requesterPeerId);
+    }
+  }
+  return busy;
+}
+
+export const handoffMachine = setup({
+  types: {
+    input: {} as HandoffInput,
+    context: {} as HandoffContext,
+    events: {} as HandoffEvent,
+    emitted: {} as HandoffEmitted,
+  },
+  actors: {
+    connection: connectionMachine,
+    discovery: discoveryMachine,
+    peerLink: peerLinkMachine,
+    taskRequest: taskRequestMachine,
+    taskServe: taskServeMachine,
+  },
+  actions: {
+    toConnection: enqueueActions(({ event, enqueue }) => {
+      switch (event.type) {
+        case 'user.connect':
+        case 'user.disconnect':
+        case 'user.retry':
+        case 'user.announce':
+          enqueue.sendTo('connection', event);
+          break;
+        case 'link.signal':
+          enqueue.sendTo('connection', { type: 'signal.send', message: event.message });
+          break;
+      }
+    }),
+    storeCapabilities: assign({
+      capabilities: ({ context, event }) =>
+        event.type === 'user.announce' ? event.capabilities : context.capabilities,
+    }),
+    toDiscovery: enqueueActions(({ event, enqueue }) => {
+      if (event.type === 'user.discover') enqueue.sendTo('discovery', event);
+      else if (
+        event.type === 'peer-capability-update' ||
+        event.type === 'peers-discovered' ||
+        event.type === 'peer-left'
+      ) {
+        enqueue.sendTo('discovery', event);
+      } else if (event.type === 'link.rtt') enqueue.sendTo('discovery', event);
+    }),
+    /** Signals and relay from a peer go to its link; an offer or relay from a new peer opens one. */
+    toLink: enqueueActions(({ context, event, enqueue, self, system }) => {
+      if (
+        event.type !== 'offer' &&
+        event.type !== 'answer' &&
+        event.type !== 'ice-candidate' &&
+        event.type !== 'relay'
+      )
+        return;
+      const id = linkId(event.fromPeerId);
+      const children = self.getSnapshot().children as Children;
+      if (!children[id]) {
+        if (event.type !== 'offer' && event.type !== 'relay') return;
+        if (!openLink(context, enqueue, children, system, event.fromPeerId, false)) return;
+      }
+      enqueue.sendTo(id, event);
+      enqueue.assign({ linkUse: { ...context.linkUse, [event.fromPeerId]: context.now() } });
+    }),
+    peerGone: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'peer-left') return;
+      const children = self.getSnapshot().children as Children;
+      if (children[linkId(event.peerId)]) enqueue.sendTo(linkId(event.peerId), { type: 'link.close' });
+      lostPeer(enqueue, children, event.peerId, `peer left (${event.reason})`);
+    }),
+    serverError: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'error') return;
+      enqueue.assign({ lastServerError: event });
+      const target = event.targetPeerId;
+      if (
+        event.code === 'unknown-target' &&
+        target &&
+        (self.getSnapshot().children as Children)[linkId(target)]
+      ) {
+        enqueue.sendTo(linkId(target), { type: 'link.unreachable', reason: event.message });
+      }
+    }),
+    /** A task wants to talk to a peer: through its link, opened (as initiator) if needed. */
+    sendToPeer: enqueueActions(({ context, event, enqueue, self, system }) => {
+      if (event.type !== 'task.send') return;
+      const id = linkId(event.peerId);
+      const children = self.getSnapshot().children as Children;
+      if (!children[id] && !openLink(context, enqueue, children, system, event.peerId, true)) {
+        lostPeer(enqueue, children, event.peerId, 'no free peer link (pool exhausted)');
+        return;
+      }
+      enqueue.sendTo(id, { type: 'link.send', message: event.message });
+      enqueue.assign({ linkUse: { ...context.linkUse, [event.peerId]: context.now() } });
+    }),
+    /** Task traffic from a peer: a delegation starts a serve task; the rest goes to its task. */
+    routeTaskMessage: enqueueActions(({ context, event, enqueue, self }) => {
+      if (event.type !== 'link.message') return;
+      const { peerId, message } = event;
+      const children = self.getSnapshot().children as Children;
+      switch (message.type) {
+        case 'prompt-delegation': {
+          const key = serveKey(peerId, message.taskId);
+          if (context.serves[key]) return; // a repeat of a task already running
+          const running = Object.keys(context.serves).length;
+          const admission = context.servePolicy({ delegation: message, fromPeerId: peerId, running });
+          const id = `serve-${context.serveSeq + 1}`;
+          enqueue.spawnChild('taskServe', {
+            id,
+            input: {
+              requesterPeerId: peerId,
+              delegation: message,
+              admission,
+              provider: context.provider as AIProvider,
+            },
+          });
+          enqueue.assign({ serves: { ...context.serves, [key]: id }, serveSeq: context.serveSeq + 1 });
+          return;
+        }
+        case 'task-accepted':
+        case 'task-rejected':
+        case 'prompt-response':
+        case 'task-failed': {
+          const id = requestId(message.taskId);
+          if (children[id]) enqueue.sendTo(id, { type: 'task.message', peerId, message });
+          return;
+        }
+        case 'chunk-ack':
+        case 'task-cancel': {
+          const id = context.serves[serveKey(peerId, message.taskId)];
+          if (id && children[id]) enqueue.sendTo(id, message);
+          return;
+        }
+      }
+    }),
+    pathChanged: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'link.transport') return;
+      for (const [key, id] of Object.entries(context.serves)) {
+        if (key.startsWith(`${event.peerId} `)) enqueue.sendTo(id, { type: 'requester.pathChanged' });
+      }
+    }),
+    startRequest: enqueueActions(({ context, event, enqueue, system }) => {
+      if (event.type !== 'user.delegate') return;
+      const self = system.get('connection')?.getSnapshot().context.peerId as string | undefined;
+      const ranked = (system.get('discovery')?.getSnapshot().context.ranked ?? []) as { peerId: string }[];
+      const others = ranked
+        .map((peer) => peer.peerId)
+        .filter((peerId) => peerId !== event.options.targetPeerId && peerId !== self);
+      const candidates = event.options.targetPeerId ? [event.options.targetPeerId, ...others] : others;
+      enqueue.spawnChild('taskRequest', {
+        id: requestId(event.taskId),
+        input: {
+          taskId: event.taskId,
+          prompt: event.prompt,
+          candidates,
+          requesterCapabilities: context.capabilities,
+          ...(event.options.priority !== undefined ? { priority: event.options.priority } : {}),
+          ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
+          ...(event.options.model ? { model: event.options.model } : {}),
+          ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
+        },
+      });
+    }),
+    cancelRequest: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'user.cancel') return;
+      if ((self.getSnapshot().children as Children)[requestId(event.taskId)]) {
+        enqueue.sendTo(requestId(event.taskId), { type: 'user.cancel' });
+      }
+    }),
+    /** A child finished: record tasks, tell tasks about a lost link, and stop the child. */
+    reapChild: enqueueActions(({ context, event, enqueue, self }) => {
+      if (!event.type.startsWith('xstate.done.actor.')) return;
+      const id = event.type.slice('xstate.done.actor.'.length);
+      const output = (event as { output: unknown }).output;
+      const children = self.getSnapshot().children as Children;
+      if (id.startsWith('request-')) {
+        const result = output as TaskRequestOutput;
+        enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
+        enqueue.emit({ type: 'handoff.taskDone', output: result });
+      } else if (id.startsWith('serve-')) {
+        const result = output as TaskServeOutput;
+        const serves = { ...context.serves };
+        delete serves[serveKey(result.requesterPeerId, result.taskId)];
+        enqueue.assign({ serves, served: [...context.served, result].slice(-HISTORY_LIMIT) });
+        enqueue.emit({ type: 'handoff.serveDone', output: result });
+      } else if (id.startsWith('link-')) {
+        const peerId = id.slice('link-'.length);
+        const { [peerId]: _closed, ...linkUse } = context.linkUse;
+        enqueue.assign({ linkUse });
+        lostPeer(enqueue, children, peerId, 'link closed');
+      }
+      if (children[id]) enqueue.stopChild(id);
+    }),
+  },
+}).createMachine({
+  id: 'handoff',
+  description:
+    'The client: one signaling connection, discovery, a pool of peer links, and the tasks running over them.',
+  context: ({ input }) => {
+    const models = input.models ?? [];
+    return {
+      environment: input.environment,
+      provider: input.provider,
+      models,
+      capabilities: input.capabilities ?? { hasAI: Boolean(input.provider), models },
+      servePolicy:
+        input.servePolicy ?? defaultServePolicy(input.provider, models, input.maxConcurrentServes ?? 2),
+      maxLinks: input.maxLinks ?? 10,
+      link: input.link,
+      connectionOptions: input.connection,
+      acceptTimeoutMs: input.acceptTimeoutMs,
+      now: input.now ?? Date.now,
+      linkUse: {},
+      serves: {},
+      serveSeq: 0,
+      history: [],
+      served: [],
+      lastServerError: undefined,
+    };
+  },
+  invoke: [
+    {
+      id: 'connection',
+      systemId: 'connection',
+      src: 'connection',
+      input: ({ context }) => ({ WebSocket: context.environment.WebSocket, ...context.connectionOptions }),
+    },
+    { id: 'discovery', systemId: 'discovery', src: 'discovery', input: {} },
+  ],
+  on: {
+    'user.connect': { actions: 'toConnection' },
+    'user.disconnect': { actions: 'toConnection' },
+    'user.retry': { actions: 'toConnection' },
+    'user.announce': { actions: ['storeCapabilities', 'toConnection'] },
+    'user.discover': { actions: 'toDiscovery' },
+    'user.delegate': { actions: 'startRequest' },
+    'user.cancel': { actions: 'cancelRequest' },
+    'peer-capability-update': { actions: 'toDiscovery' },
+    'peers-discovered': { actions: 'toDiscovery' },
+    'peer-left': { actions: ['toDiscovery', 'peerGone'] },
+    offer: { actions: 'toLink' },
+    answer: { actions: 'toLink' },
+    'ice-candidate': { actions: 'toLink' },
+    relay: { actions: 'toLink' },
+    error: { actions: 'serverError' },
+    'link.signal': { actions: 'toConnection' },
+    'link.message': { actions: 'routeTaskMessage' },
+    'link.rtt': { actions: 'toDiscovery' },
+    'link.transport': { actions: 'pathChanged' },
+    'task.send': { actions: 'sendToPeer' },
+    'xstate.done.actor.*': { actions: 'reapChild' },
+  },
+});
+
+export type HandoffActor = ActorRefFrom<typeof handoffMachine>;
+
+/** The part of XState's `enqueue` the helpers below use (method syntax: checked bivariantly). */
+interface Enqueue {
+  sendTo(target: string, event: { type: string; [key: string]: unknown }): void;
+  stopChild(id: string): void;
+  spawnChild(src: 'peerLink', options: { id: string; input: PeerLinkInput }): void;
+}
+
+/** Opens a link (recycling the least recently used idle one if the pool is full). */
+function openLink(
+  context: HandoffContext,
+  enqueue: Enqueue,
+  children: Children,
+  system: { get(id: string): { getSnapshot(): { context: Record<string, unknown> } } | undefined },
+  peerId: string,
+  initiator: boolean,
+): boolean {
+  const session = system.get('connection')?.getSnapshot().context as
+    | { peerId?: string; iceServers?: [] }
+    | undefined;
+  if (!session?.peerId) return false;
+  const open = Object.keys(children).filter((id) => id.startsWith('link-'));
+  if (open.length >= context.maxLinks) {
+    const busy = busyPeers(children);
+    const idle = open
+      .map((id) => id.slice('link-'.length))
+      .filter((peer) => !busy.has(peer))
+      .sort((a, b) => (context.linkUse[a] ?? 0) - (context.linkUse[b] ?? 0));
+    const victim = idle[0];
+    if (victim === undefined) return false;
+    enqueue.stopChild(linkId(victim));
+  }
+  enqueue.spawnChild('peerLink', {
+    id: linkId(peerId),
+    input: {
+      localPeerId: session.peerId,
+      remotePeerId: peerId,
+      initiator,
+      RTCPeerConnection: context.environment.RTCPeerConnection,
+      iceServers: session.iceServers ?? [],
+      ...(context.environment.rtcConfiguration
+        ? { rtcConfiguration: context.environment.rtcConfiguration }
+        : {}),
+      ...context.link,
+      now: context.now,
+    },
+  });
+  return true;
+}
+
+/** Tells every task that depends on `peerId` that it is gone. */
+function lostPeer(enqueue: Enqueue, children: Children, peerId: string, reason: string): void {
+  for (const [id, child] of Object.entries(children)) {
+    if (child?.getSnapshot().status !== 'active') continue;
+    if (id.startsWith('request-')) enqueue.sendTo(id, { type: 'peer.lost', peerId, reason });
+    else if (
+      id.startsWith('serve-') &&
+      (child.getSnapshot().context as { requesterPeerId: string }).requesterPeerId === peerId
+    ) {
+      enqueue.sendTo(id, { type: 'requester.lost' });
+    }
+  }
+}

@@ -1,0 +1,385 @@
+import { assign, enqueueActions, sendParent, sendTo, setup } from 'xstate';
+import type {
+  IceCandidate,
+  IceServer,
+  RoutedClientMessage,
+  ServerMessage,
+  TaskMessage,
+} from '../protocol/index.ts';
+import { type RtcCommand, type RtcEvent, rtcPeerActor } from './actors/rtc-peer.actor.ts';
+import type { RTCPeerConnectionConstructor } from './environment.ts';
+import { LinkAssembler, LinkFramer, type LinkMessage } from './link-framing.ts';
+
+export interface PeerLinkInput {
+  localPeerId: string;
+  remotePeerId: string;
+  /** True on the side that wants the link: it creates the channel and makes the first offer. */
+  initiator: boolean;
+  RTCPeerConnection: RTCPeerConnectionConstructor;
+  iceServers: IceServer[];
+  /** Host-specific RTCConfiguration fields (e.g. node-datachannel's `bindAddress`). */
+  rtcConfiguration?: Record<string, unknown>;
+  /** How long to wait for a direct channel before carrying traffic over the signaling relay. */
+  directTimeoutMs?: number;
+  /** How long an ICE restart may take before falling back to the relay. */
+  restartTimeoutMs?: number;
+  pingIntervalMs?: number;
+  now?: () => number;
+}
+
+/** One point of the network-quality history (for charts). */
+export interface LinkSample {
+  at: number;
+  rttMs: number | undefined;
+  sentBytesPerSecond: number;
+  receivedBytesPerSecond: number;
+}
+
+export type LinkTransport = 'none' | 'direct' | 'relayed';
+
+export interface PeerLinkContext {
+  localPeerId: string;
+  remotePeerId: string;
+  initiator: boolean;
+  polite: boolean;
+  RTCPeerConnection: RTCPeerConnectionConstructor;
+  configuration: RTCConfiguration;
+  directTimeoutMs: number;
+  restartTimeoutMs: number;
+  pingIntervalMs: number;
+  now: () => number;
+  transport: LinkTransport;
+  /** Smoothed round-trip time over the current transport, in ms. */
+  rttMs: number | undefined;
+  bytesSent: number;
+  bytesReceived: number;
+  samples: LinkSample[];
+  /** Counters at the last sample, to turn totals into rates. */
+  lastSample: { at: number; sent: number; received: number };
+  restarts: number;
+  /** Messages waiting for a transport (bounded). */
+  outbox: LinkMessage[];
+  lastError: string | undefined;
+  /** Framing state for the relay path (the direct path frames inside the RTC actor). */
+  framer: LinkFramer;
+  assembler: LinkAssembler;
+}
+
+export const LINK_OUTBOX_LIMIT = 1024;
+export const MAX_SAMPLES = 60;
+
+export type PeerLinkEvent =
+  | RtcEvent
+  | Extract<ServerMessage, { type: 'offer' | 'answer' | 'ice-candidate' | 'relay' }>
+  | { type: 'relay.message'; message: LinkMessage; bytes: number }
+  | { type: 'link.send'; message: LinkMessage }
+  | { type: 'link.close' }
+  | { type: 'link.unreachable'; reason: string };
+
+export type PeerLinkEmitted = { type: 'link.transport'; peerId: string; transport: LinkTransport };
+
+/** What the link tells its parent. */
+export type LinkToParent =
+  | { type: 'link.message'; peerId: string; message: LinkMessage }
+  | { type: 'link.rtt'; peerId: string; rttMs: number }
+  | { type: 'link.transport'; peerId: string; transport: LinkTransport }
+  | { type: 'link.signal'; message: RoutedClientMessage };
+
+type InboundEvent = Extract<PeerLinkEvent, { type: 'rtc.message' | 'relay.message' }>;
+const inboundType = (event: PeerLinkEvent) => (event as InboundEvent).message?.type;
+
+/** Every inbound message, whichever path it came by: pings answered, pongs measured, the rest delivered. */
+const inbound = [
+  { guard: 'isPing' as const, actions: ['countReceived' as const, 'replyPong' as const] },
+  {
+    guard: 'isPong' as const,
+    actions: ['countReceived' as const, 'measureRtt' as const, 'reportRtt' as const],
+  },
+  { actions: ['countReceived' as const, 'deliver' as const] },
+];
+
+export const peerLinkMachine = setup({
+  types: {
+    input: {} as PeerLinkInput,
+    context: {} as PeerLinkContext,
+    events: {} as PeerLinkEvent,
+    emitted: {} as PeerLinkEmitted,
+    tags: {} as 'direct' | 'relayed' | 'connecting',
+  },
+  actors: { rtcPeer: rtcPeerActor },
+  delays: {
+    directTimeout: ({ context }) => context.directTimeoutMs,
+    restartTimeout: ({ context }) => context.restartTimeoutMs,
+    pingInterval: ({ context }) => context.pingIntervalMs,
+  },
+  guards: {
+    connectionBroken: ({ event }) =>
+      event.type === 'rtc.connectionState' && (event.state === 'disconnected' || event.state === 'failed'),
+    connectionRestored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
+    fromRemote: ({ context, event }) => 'fromPeerId' in event && event.fromPeerId === context.remotePeerId,
+    isPing: ({ event }) => inboundType(event) === 'link-ping',
+    isPong: ({ event }) => inboundType(event) === 'link-pong',
+  },
+  actions: {
+    signalDescription: sendParent(({ context, event }) => {
+      const { description } = event as Extract<RtcEvent, { type: 'rtc.description' }>;
+      const message =
+        description.type === 'offer'
+          ? {
+              type: 'offer' as const,
+              targetPeerId: context.remotePeerId,
+              sdp: { type: 'offer' as const, sdp: description.sdp },
+            }
+          : {
+              type: 'answer' as const,
+              targetPeerId: context.remotePeerId,
+              sdp: { type: 'answer' as const, sdp: description.sdp },
+            };
+      return { type: 'link.signal' as const, message };
+    }),
+    signalCandidate: sendParent(({ context, event }) => ({
+      type: 'link.signal' as const,
+      message: {
+        type: 'ice-candidate' as const,
+        targetPeerId: context.remotePeerId,
+        candidate: (event as Extract<RtcEvent, { type: 'rtc.candidate' }>).candidate,
+      },
+    })),
+    applyRemoteSignal: sendTo('rtc', ({ event }): RtcCommand => {
+      if (event.type === 'ice-candidate')
+        return { type: 'rtc.remoteCandidate', candidate: event.candidate as IceCandidate };
+      const { sdp } = event as Extract<PeerLinkEvent, { type: 'offer' | 'answer' }>;
+      return { type: 'rtc.remoteDescription', description: { type: sdp.type, sdp: sdp.sdp } };
+    }),
+    /** Reassembles relay frames; a complete message comes back as `relay.message`. */
+    assembleRelay: ({ context, event, self }) => {
+      if (event.type !== 'relay') return;
+      const assembled = context.assembler.push(event.payload as TaskMessage);
+      if (!assembled.ok) self.send({ type: 'rtc.invalid', error: assembled.error });
+      else if (assembled.message) {
+        self.send({
+          type: 'relay.message',
+          message: assembled.message,
+          bytes: JSON.stringify(event.payload).length,
+        });
+      }
+    },
+    deliver: sendParent(({ context, event }) => ({
+      type: 'link.message' as const,
+      peerId: context.remotePeerId,
+      message: (event as InboundEvent).message,
+    })),
+    replyPong: ({ event, self }) => {
+      const { message } = event as InboundEvent;
+      if (message.type === 'link-ping')
+        self.send({ type: 'link.send', message: { type: 'link-pong', ts: message.ts } });
+    },
+    measureRtt: assign({
+      rttMs: ({ context, event }) => {
+        const { message } = event as InboundEvent;
+        if (message.type !== 'link-pong') return context.rttMs;
+        const sample = Math.max(0, context.now() - message.ts);
+        // Exponentially weighted, as TCP smooths its RTT (α = 1/8).
+        return context.rttMs === undefined ? sample : Math.round((context.rttMs * 7 + sample) / 8);
+      },
+    }),
+    reportRtt: sendParent(({ context }) => ({
+      type: 'link.rtt' as const,
+      peerId: context.remotePeerId,
+      rttMs: context.rttMs ?? 0,
+    })),
+    countReceived: assign({
+      bytesReceived: ({ context, event }) =>
+        context.bytesReceived +
+        (event.type === 'rtc.message' || event.type === 'relay.message' ? event.bytes : 0),
+    }),
+    countSent: assign({
+      bytesSent: ({ context, event }) => context.bytesSent + (event.type === 'rtc.sent' ? event.bytes : 0),
+    }),
+    sendDirect: sendTo('rtc', ({ event }) => ({
+      type: 'rtc.send' as const,
+      message: (event as Extract<PeerLinkEvent, { type: 'link.send' }>).message,
+    })),
+    sendRelayed: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'link.send') return;
+      for (const frame of context.framer.frames(event.message)) {
+        enqueue.sendParent({
+          type: 'link.signal',
+          message: { type: 'relay', targetPeerId: context.remotePeerId, payload: frame },
+        });
+      }
+    }),
+    countRelayed: assign({
+      bytesSent: ({ context, event }) =>
+        context.bytesSent + (event.type === 'link.send' ? JSON.stringify(event.message).length : 0),
+    }),
+    queue: assign({
+      outbox: ({ context, event }) =>
+        event.type === 'link.send'
+          ? [...context.outbox, event.message].slice(-LINK_OUTBOX_LIMIT)
+          : context.outbox,
+    }),
+    flushOutbox: ({ context, self }) => {
+      for (const message of context.outbox) self.send({ type: 'link.send', message });
+    },
+    clearOutbox: assign({ outbox: [] }),
+    setDirect: assign({ transport: 'direct' }),
+    setRelayed: assign({ transport: 'relayed' }),
+    announceTransport: enqueueActions(({ context, enqueue }) => {
+      const event = {
+        type: 'link.transport' as const,
+        peerId: context.remotePeerId,
+        transport: context.transport,
+      };
+      enqueue.emit(event);
+      enqueue.sendParent(event);
+    }),
+    restartIce: sendTo('rtc', { type: 'rtc.restart' }),
+    countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    ping: ({ context, self }) => {
+      if (context.transport !== 'none')
+        self.send({ type: 'link.send', message: { type: 'link-ping', ts: context.now() } });
+    },
+    sample: assign(({ context }) => {
+      const at = context.now();
+      const seconds = Math.max(0.001, (at - context.lastSample.at) / 1000);
+      const point: LinkSample = {
+        at,
+        rttMs: context.rttMs,
+        sentBytesPerSecond: Math.round((context.bytesSent - context.lastSample.sent) / seconds),
+        receivedBytesPerSecond: Math.round((context.bytesReceived - context.lastSample.received) / seconds),
+      };
+      return {
+        samples: [...context.samples, point].slice(-MAX_SAMPLES),
+        lastSample: { at, sent: context.bytesSent, received: context.bytesReceived },
+      };
+    }),
+    recordError: assign({
+      lastError: ({ context, event }) =>
+        event.type === 'rtc.error' || event.type === 'rtc.invalid'
+          ? event.error
+          : event.type === 'link.unreachable'
+            ? event.reason
+            : context.lastError,
+    }),
+  },
+}).createMachine({
+  id: 'peerLink',
+  description: 'One remote peer: a WebRTC data channel when one can be made, the signaling relay when not.',
+  context: ({ input }) => {
+    const now = input.now ?? Date.now;
+    return {
+      localPeerId: input.localPeerId,
+      remotePeerId: input.remotePeerId,
+      initiator: input.initiator,
+      // Perfect negotiation needs one polite side; both sides derive the same answer.
+      polite: input.localPeerId > input.remotePeerId,
+      RTCPeerConnection: input.RTCPeerConnection,
+      configuration: { ...(input.rtcConfiguration ?? {}), iceServers: input.iceServers } as RTCConfiguration,
+      directTimeoutMs: input.directTimeoutMs ?? 5_000,
+      restartTimeoutMs: input.restartTimeoutMs ?? 5_000,
+      pingIntervalMs: input.pingIntervalMs ?? 2_000,
+      now,
+      transport: 'none',
+      rttMs: undefined,
+      bytesSent: 0,
+      bytesReceived: 0,
+      samples: [],
+      lastSample: { at: now(), sent: 0, received: 0 },
+      restarts: 0,
+      outbox: [],
+      lastError: undefined,
+      framer: new LinkFramer(),
+      assembler: new LinkAssembler(),
+    };
+  },
+  initial: 'active',
+  states: {
+    active: {
+      type: 'parallel',
+      invoke: {
+        id: 'rtc',
+        src: 'rtcPeer',
+        input: ({ context }) => ({
+          RTCPeerConnection: context.RTCPeerConnection,
+          configuration: context.configuration,
+          polite: context.polite,
+          initiator: context.initiator,
+        }),
+      },
+      on: {
+        'rtc.description': { actions: 'signalDescription' },
+        'rtc.candidate': { actions: 'signalCandidate' },
+        offer: { guard: 'fromRemote', actions: 'applyRemoteSignal' },
+        answer: { guard: 'fromRemote', actions: 'applyRemoteSignal' },
+        'ice-candidate': { guard: 'fromRemote', actions: 'applyRemoteSignal' },
+        'rtc.message': inbound,
+        'relay.message': inbound,
+        relay: { guard: 'fromRemote', actions: 'assembleRelay' },
+        'rtc.sent': { actions: 'countSent' },
+        'rtc.error': { actions: 'recordError' },
+        'rtc.invalid': { actions: 'recordError' },
+        'link.close': '#peerLink.closed',
+        'link.unreachable': { target: '#peerLink.closed', actions: 'recordError' },
+      },
+      states: {
+        path: {
+          initial: 'connecting',
+          states: {
+            connecting: {
+              tags: 'connecting',
+              description: 'Negotiating a direct data channel; messages wait in the outbox.',
+              on: {
+                'rtc.channelOpen': 'direct',
+                'link.send': { actions: 'queue' },
+              },
+              after: { directTimeout: 'relayed' },
+            },
+            direct: {
+              tags: 'direct',
+              description: 'A WebRTC data channel is open: traffic goes peer to peer.',
+              entry: ['setDirect', 'announceTransport', 'flushOutbox', 'clearOutbox'],
+              on: {
+                'link.send': { actions: 'sendDirect' },
+                'rtc.connectionState': { guard: 'connectionBroken', target: 'restarting' },
+                'rtc.channelClosed': 'restarting',
+              },
+            },
+            restarting: {
+              tags: 'connecting',
+              description:
+                'The direct path broke: ICE restart (or a fresh connection) before giving up on it.',
+              entry: ['countRestart', 'restartIce'],
+              on: {
+                'rtc.channelOpen': 'direct',
+                'rtc.connectionState': { guard: 'connectionRestored', target: 'direct' },
+                'link.send': { actions: 'queue' },
+              },
+              after: { restartTimeout: 'relayed' },
+            },
+            relayed: {
+              tags: 'relayed',
+              description: 'No direct path: task traffic travels through the signaling server.',
+              entry: ['setRelayed', 'announceTransport', 'flushOutbox', 'clearOutbox'],
+              on: {
+                'link.send': { actions: ['sendRelayed', 'countRelayed'] },
+                'rtc.channelOpen': 'direct',
+              },
+            },
+          },
+        },
+        probe: {
+          description: 'Measures RTT and throughput on a timer.',
+          initial: 'waiting',
+          states: {
+            waiting: {
+              after: { pingInterval: { target: 'waiting', reenter: true, actions: ['ping', 'sample'] } },
+            },
+          },
+        },
+      },
+    },
+    closed: { type: 'final' },
+  },
+  output: ({ context }) => ({ peerId: context.remotePeerId, error: context.lastError }),
+});
