@@ -240,7 +240,8 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
     },
     onConnectionStateChange(callback) {
       stateListeners.add(callback);
-      callback((lastState = designState(actor.getSnapshot())));
+      lastState = designState(actor.getSnapshot());
+      callback(lastState);
       return () => stateListeners.delete(callback);
     },
     onPeerDiscovered(callback) {

@@ -37,7 +37,7 @@ export function designState(snapshot: SnapshotFrom<typeof handoffMachine>): Desi
   let linkConnecting = false;
   for (const [id, child] of Object.entries(children)) {
     const state = snapshotOf(child);
-    if (!state || state.status !== 'active') continue;
+    if (state?.status !== 'active') continue;
     if (id.startsWith('request-') && (state.hasTag?.('busy') ?? false)) return 'Transferring';
     if (id.startsWith('link-')) {
       if (state.hasTag?.('direct') || state.hasTag?.('relayed')) linkOpen = true;

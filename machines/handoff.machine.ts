@@ -1,4 +1,4 @@
-import { type ActorRefFrom, assign, emit, enqueueActions, setup } from 'xstate';
+import { type ActorRefFrom, assign, enqueueActions, setup } from 'xstate';
 import type {
   Capabilities,
   DiscoveryRequirements,
@@ -136,7 +136,7 @@ function busyPeers(children: Children): Set<string> {
   const busy = new Set<string>();
   for (const [id, child] of Object.entries(children)) {
     const snapshot = child?.getSnapshot();
-    if (!snapshot || snapshot.status !== 'active') continue;
+    if (snapshot?.status !== 'active') continue;
     if (id.startsWith('request-')) {
       const context = snapshot.context as { candidates: string[]; current: number };
       const peer = context.candidates[context.current];

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SnapshotFrom } from 'xstate';
 import { createHandoff, type Handoff } from '../../machines/create-handoff.ts';
+import type { peerLinkMachine } from '../../machines/peer-link.machine.ts';
 import { createDemoProvider } from '../../machines/providers/demo-provider.ts';
 import type { SignalingServer } from '../../signaling/server.ts';
 import { nodeEnvironment } from '../support/node-environment.ts';
@@ -41,6 +43,7 @@ describe('two Node peers through the real signaling server', () => {
     expect(chunks.join('')).toBe(expected.join(''));
     expect(result.text).toBe(expected.join(''));
     const link = requester.actor.getSnapshot().children[`link-${servingId}`];
-    expect(link?.getSnapshot().context.transport).toBe('direct');
+    const linkSnapshot = link?.getSnapshot() as SnapshotFrom<typeof peerLinkMachine> | undefined;
+    expect(linkSnapshot?.context.transport).toBe('direct');
   });
 });
