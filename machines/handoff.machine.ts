@@ -92,6 +92,7 @@ export type HandoffEvent =
     }
   | { type: 'link.rtt'; peerId: string; rttMs: number }
   | { type: 'link.transport'; peerId: string; transport: LinkTransport }
+  | { type: 'link.silent'; peerId: string }
   | { type: 'task.send'; peerId: string; message: LinkMessage }
   | { type: `xstate.done.actor.${string}`; output: unknown };
 
@@ -278,6 +279,11 @@ export const handoffMachine = setup({
         }
       }
     }),
+    /** A peer that stopped answering pings is treated as gone by the tasks that need it. */
+    peerSilent: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'link.silent') return;
+      lostPeer(enqueue, self.getSnapshot().children as Children, event.peerId, 'peer stopped answering');
+    }),
     pathChanged: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'link.transport') return;
       for (const [key, id] of Object.entries(context.serves)) {
@@ -392,6 +398,7 @@ export const handoffMachine = setup({
     'link.message': { actions: 'routeTaskMessage' },
     'link.rtt': { actions: 'toDiscovery' },
     'link.transport': { actions: 'pathChanged' },
+    'link.silent': { actions: 'peerSilent' },
     'task.send': { actions: 'sendToPeer' },
     'xstate.done.actor.*': { actions: 'reapChild' },
   },

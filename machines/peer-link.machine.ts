@@ -24,6 +24,8 @@ export interface PeerLinkInput {
   /** How long an ICE restart may take before falling back to the relay. */
   restartTimeoutMs?: number;
   pingIntervalMs?: number;
+  /** Nothing heard for this long over an open path: the peer is presumed gone (tasks move on). */
+  silenceTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -47,8 +49,13 @@ export interface PeerLinkContext {
   directTimeoutMs: number;
   restartTimeoutMs: number;
   pingIntervalMs: number;
+  silenceTimeoutMs: number;
   now: () => number;
   transport: LinkTransport;
+  /** When anything last arrived from the peer. */
+  lastHeardAt: number;
+  /** True while the peer has been silent past `silenceTimeoutMs`. */
+  silent: boolean;
   /** Smoothed round-trip time over the current transport, in ms. */
   rttMs: number | undefined;
   bytesSent: number;
@@ -83,6 +90,7 @@ export type LinkToParent =
   | { type: 'link.message'; peerId: string; message: LinkMessage }
   | { type: 'link.rtt'; peerId: string; rttMs: number }
   | { type: 'link.transport'; peerId: string; transport: LinkTransport }
+  | { type: 'link.silent'; peerId: string }
   | { type: 'link.signal'; message: RoutedClientMessage };
 
 type InboundEvent = Extract<PeerLinkEvent, { type: 'rtc.message' | 'relay.message' }>;
@@ -118,6 +126,10 @@ export const peerLinkMachine = setup({
     connectionRestored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
     fromRemote: ({ context, event }) => 'fromPeerId' in event && event.fromPeerId === context.remotePeerId,
     isPing: ({ event }) => inboundType(event) === 'link-ping',
+    fellSilent: ({ context }) =>
+      context.transport !== 'none' &&
+      !context.silent &&
+      context.now() - context.lastHeardAt > context.silenceTimeoutMs,
     isPong: ({ event }) => inboundType(event) === 'link-pong',
   },
   actions: {
@@ -192,7 +204,14 @@ export const peerLinkMachine = setup({
       bytesReceived: ({ context, event }) =>
         context.bytesReceived +
         (event.type === 'rtc.message' || event.type === 'relay.message' ? event.bytes : 0),
+      lastHeardAt: ({ context }) => context.now(),
+      silent: false,
     }),
+    markSilent: assign({ silent: true }),
+    reportSilence: sendParent(({ context }) => ({
+      type: 'link.silent' as const,
+      peerId: context.remotePeerId,
+    })),
     countSent: assign({
       bytesSent: ({ context, event }) => context.bytesSent + (event.type === 'rtc.sent' ? event.bytes : 0),
     }),
@@ -278,9 +297,12 @@ export const peerLinkMachine = setup({
       configuration: { ...(input.rtcConfiguration ?? {}), iceServers: input.iceServers } as RTCConfiguration,
       directTimeoutMs: input.directTimeoutMs ?? 5_000,
       restartTimeoutMs: input.restartTimeoutMs ?? 5_000,
-      pingIntervalMs: input.pingIntervalMs ?? 2_000,
+      pingIntervalMs: input.pingIntervalMs ?? 500,
+      silenceTimeoutMs: input.silenceTimeoutMs ?? 1_500,
       now,
       transport: 'none',
+      lastHeardAt: now(),
+      silent: false,
       rttMs: undefined,
       bytesSent: 0,
       bytesReceived: 0,
@@ -373,7 +395,17 @@ export const peerLinkMachine = setup({
           initial: 'waiting',
           states: {
             waiting: {
-              after: { pingInterval: { target: 'waiting', reenter: true, actions: ['ping', 'sample'] } },
+              after: {
+                pingInterval: [
+                  {
+                    guard: 'fellSilent',
+                    target: 'waiting',
+                    reenter: true,
+                    actions: ['markSilent', 'reportSilence', 'ping', 'sample'],
+                  },
+                  { target: 'waiting', reenter: true, actions: ['ping', 'sample'] },
+                ],
+              },
             },
           },
         },

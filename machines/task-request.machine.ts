@@ -78,6 +78,9 @@ type Inbound<T extends TaskMessage['type']> = {
   peerId: string;
   message: Extract<TaskMessage, { type: T }>;
 };
+/** Chunks per cumulative acknowledgement (the serving side's window is larger). */
+export const ACK_EVERY = 8;
+
 const inbound = (event: TaskRequestEvent) => (event.type === 'task.message' ? event.message : undefined);
 const currentPeer = (context: TaskRequestContext) => context.candidates[context.current];
 
@@ -122,6 +125,11 @@ export const taskRequestMachine = setup({
     isNextInSequence: ({ context, event }) => {
       const message = inbound(event);
       return message?.type === 'prompt-response' && message.seq === context.nextSeq;
+    },
+    /** Acks are cumulative: one every ACK_EVERY chunks keeps the server well inside its window. */
+    ackDue: ({ event }) => {
+      const message = inbound(event);
+      return message?.type === 'prompt-response' && message.seq % ACK_EVERY === ACK_EVERY - 1;
     },
     isFinalChunk: ({ event }) => {
       const message = inbound(event);

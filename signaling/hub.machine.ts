@@ -1,5 +1,11 @@
 import { type ActorRefFrom, assign, createActor, enqueueActions, setup } from 'xstate';
-import { type Capabilities, encodeMessage, type PeerLeft, PROTOCOL_VERSION } from '../protocol/index.ts';
+import {
+  type Capabilities,
+  encodeMessage,
+  type PeerLeft,
+  PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from '../protocol/index.ts';
 import type { SignalingConfig } from './config.ts';
 import { iceServersFor, mintResumeToken, newPeerId, verifyResumeToken } from './credentials.ts';
 import type { Logger } from './logger.ts';
@@ -42,6 +48,8 @@ interface HubContext extends HubInput {
   sockets: Map<string, SocketActor>;
   /** Latest capabilities per peer since the last flush. */
   pendingUpdates: Map<string, Capabilities>;
+  /** Peers whose pending update is their first announcement: nobody has heard of them yet. */
+  firstAnnouncements: Set<string>;
   socketCount: number;
   /** The socket actor the last `socket.open` created; `startSocket` starts it. */
   opened: { actor: SocketActor; resumeRejected: boolean } | undefined;
@@ -49,7 +57,9 @@ interface HubContext extends HubInput {
 
 /** Orders the others' view of a departed peer: everyone if it had announced, else those it talked to. */
 function sendPeerLeft(context: HubContext, entry: PeerEntry, reason: PeerLeft['reason']): void {
-  const neverAnnounced = context.pendingUpdates.delete(entry.peerId) || !entry.capabilities;
+  context.pendingUpdates.delete(entry.peerId);
+  // A re-announcement still pending does not make the others forget the announcement they heard.
+  const neverAnnounced = context.firstAnnouncements.delete(entry.peerId) || !entry.capabilities;
   const text = encodeMessage({ type: 'peer-left', peerId: entry.peerId, reason } satisfies PeerLeft);
   let sent = 0;
   if (neverAnnounced) {
@@ -97,7 +107,8 @@ export const hubMachine = setup({
       let entry: PeerEntry | undefined;
       let resumed = false;
       let resumeRejected = false;
-      if (event.resumeToken) {
+      // A socket about to be refused for its protocol version must not take over (and so end) a session.
+      if (event.resumeToken && SUPPORTED_PROTOCOL_VERSIONS.includes(event.protocolVersion)) {
         const claim = verifyResumeToken(
           config.resumeSecret,
           event.resumeToken,
@@ -123,7 +134,9 @@ export const hubMachine = setup({
         registry.add(entry);
       }
       registry.connect(entry, socketId, event.port);
-      entry.tokenIssuedAt = now;
+      // Strictly increasing, so a token rotated within the same millisecond still supersedes the old one.
+      const issuedAt = Math.max(now, entry.tokenIssuedAt + 1);
+      entry.tokenIssuedAt = issuedAt;
       const restored = resumed && entry.capabilities ? entry.capabilities : undefined;
       const actor = createActor(socketMachine, {
         parent: self,
@@ -139,7 +152,7 @@ export const hubMachine = setup({
           welcome: {
             type: 'peer-id',
             peerId: entry.peerId,
-            resumeToken: mintResumeToken(config.resumeSecret, entry.peerId, now),
+            resumeToken: mintResumeToken(config.resumeSecret, entry.peerId, issuedAt),
             resumed,
             ...(restored ? { capabilities: restored } : {}),
             protocolVersion: PROTOCOL_VERSION,
@@ -201,6 +214,7 @@ export const hubMachine = setup({
       if (event.type !== 'peer.announced') return;
       const entry = context.registry.get(event.peerId);
       if (!entry?.port) return;
+      if (!entry.capabilities) context.firstAnnouncements.add(event.peerId);
       context.registry.announce(entry, event.capabilities);
       const first = context.pendingUpdates.size === 0;
       context.pendingUpdates.set(event.peerId, event.capabilities);
@@ -212,6 +226,7 @@ export const hubMachine = setup({
         text: encodeMessage({ type: 'peer-capability-update', peerId, capabilities }),
       }));
       context.pendingUpdates.clear();
+      context.firstAnnouncements.clear();
       let sent = 0;
       for (const recipient of context.registry.live()) {
         const port = recipient.port as SocketPort;
@@ -242,6 +257,7 @@ export const hubMachine = setup({
     ...input,
     sockets: new Map(),
     pendingUpdates: new Map(),
+    firstAnnouncements: new Set(),
     socketCount: 0,
     opened: undefined,
   }),

@@ -8,6 +8,7 @@ import {
   type PeerIdAssigned,
   type RoutedClientMessage,
   SUPPORTED_PROTOCOL_VERSIONS,
+  utf8Length,
 } from '../protocol/index.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import type { PeerRegistry } from './peer-registry.ts';
@@ -137,7 +138,12 @@ export const socketMachine = setup({
   guards: {
     versionUnsupported: ({ context }) => !SUPPORTED_PROTOCOL_VERSIONS.includes(context.protocolVersion),
     resumedAnnounced: ({ context }) => context.announced,
-    isClientMessage: ({ event }) => isClientMessage(event),
+    /**
+     * Any client message answers an outstanding beat, except `leave`: this transition sits deeper
+     * than `active`'s `leave` and would pre-empt it (XState prefers the descendant when two
+     * transitions exit the same states), swallowing the leave.
+     */
+    answersBeat: ({ event }) => isClientMessage(event) && event.type !== 'leave',
     tooManyViolations: ({ context }) =>
       bump(context.violations, context.now(), context.policy.abuseWindowMs).count >
       context.policy.maxViolations,
@@ -204,7 +210,7 @@ export const socketMachine = setup({
       // The server stamps the sender; whatever `fromPeerId` the client wrote was dropped by the schema.
       const text = encodeMessage({ ...message, fromPeerId: context.peerId });
       target.port.sendText(text);
-      context.metrics.routed(message.type, text.length);
+      context.metrics.routed(message.type, utf8Length(text));
     },
     sendIceServers: ({ context }) => {
       context.port.send({ type: 'ice-servers', ...context.iceServers() });
@@ -372,7 +378,7 @@ export const socketMachine = setup({
             },
             awaitingBeat: {
               entry: 'sendHeartbeat',
-              on: { '*': { guard: 'isClientMessage', target: 'quiet' } },
+              on: { '*': { guard: 'answersBeat', target: 'quiet' } },
               after: {
                 heartbeatTimeout: {
                   target: '#socket.closing',

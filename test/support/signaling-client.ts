@@ -66,7 +66,10 @@ export class TestClient {
     options?: TestClientOptions,
   ): Promise<TestClient & { peerId: string; hello: Of<'peer-id'> }> {
     const client = new TestClient(url, options);
-    const hello = await Promise.race([client.next('peer-id'), client.opened.then(() => new Promise<never>(() => {}))]);
+    const hello = await Promise.race([
+      client.next('peer-id'),
+      client.opened.then(() => new Promise<never>(() => {})),
+    ]);
     return Object.assign(client, { peerId: hello.peerId, hello });
   }
 
@@ -137,7 +140,11 @@ export class TestClient {
    */
   async roundTrip(timeoutMs = 5_000): Promise<Of<'peers-discovered'>> {
     const requestId = `sync-${++this.#requests}`;
-    this.send({ type: 'discover', requestId, requirements: { needsAI: false, minQuota: 0, preferredModels: [] } });
+    this.send({
+      type: 'discover',
+      requestId,
+      requirements: { needsAI: false, minQuota: 0, preferredModels: [] },
+    });
     return this.next('peers-discovered', (m) => m.requestId === requestId, timeoutMs);
   }
 
