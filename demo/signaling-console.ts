@@ -1,5 +1,9 @@
-import { type ClientMessage, decodeServerMessage, encodeMessage, type ServerMessage } from '../protocol/index.ts';
-
+import {
+  type ClientMessage,
+  decodeServerMessage,
+  encodeMessage,
+  type ServerMessage,
+} from '../protocol/index.ts';
 
 const byId = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = byId<HTMLParagraphElement>('status');
@@ -47,7 +51,10 @@ ws.onmessage = (event) => {
       send({ type: 'heartbeat', ts: message.ts });
       break;
     case 'peer-capability-update':
-      known.set(message.peerId, message.capabilities.hasAI ? `AI: ${message.capabilities.models.join(', ')}` : 'no AI');
+      known.set(
+        message.peerId,
+        message.capabilities.hasAI ? `AI: ${message.capabilities.models.join(', ')}` : 'no AI',
+      );
       renderPeers();
       break;
     case 'peers-discovered':

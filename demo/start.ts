@@ -21,7 +21,9 @@ async function main(): Promise<void> {
     logLevel: 'warn',
   });
   await vite.listen();
-  process.stdout.write(`Handoff demo:      http://127.0.0.1:${demoPort}/\nSignaling server:  ${signaling.url}\n`);
+  process.stdout.write(
+    `Handoff demo:      http://127.0.0.1:${demoPort}/\nSignaling server:  ${signaling.url}\n`,
+  );
   const stop = async () => {
     await Promise.allSettled([vite.close(), signaling.close()]);
     process.exit(0);

@@ -2,6 +2,7 @@ import { assign, emit, not, sendParent, sendTo, setup } from 'xstate';
 import {
   type Capabilities,
   type ClientMessage,
+  CloseCode,
   type IceServer,
   PROTOCOL_VERSION,
   type ServerMessage,
@@ -170,6 +171,7 @@ export const connectionMachine = setup({
         ts: (event as Extract<ServerMessage, { type: 'heartbeat' }>).ts,
       },
     })),
+    closeForGood: sendTo('socket', { type: 'socket.close', code: CloseCode.normal, reason: 'leaving' }),
     forwardToParent: sendParent(({ event }) => event as ForwardedMessage),
     recordClose: assign(({ event }) => {
       const closed = closedEvent(event);
@@ -242,8 +244,7 @@ export const connectionMachine = setup({
           { guard: 'closedForGood', target: 'failed', actions: 'recordClose' },
           { target: 'reconnecting', actions: 'recordClose' },
         ],
-        // Leaving the state stops the socket actor, which closes with 1000: the server's "left on purpose".
-        'user.disconnect': { target: 'disconnected', actions: 'forgetSession' },
+        'user.disconnect': '.leaving',
       },
       states: {
         signaling: {
@@ -264,6 +265,11 @@ export const connectionMachine = setup({
             'signal.send': { actions: 'queueMessage' },
           },
           after: { connectTimeout: { target: '#connection.reconnecting', actions: 'recordTimeout' } },
+        },
+        leaving: {
+          description: 'Closing with 1000, which the server takes as "left for good" (no resume).',
+          entry: 'closeForGood',
+          always: { target: '#connection.disconnected', actions: 'forgetSession' },
         },
         connected: {
           description: 'Registered with the server: messages flow both ways.',

@@ -1,4 +1,4 @@
-import { createActor, type InspectionEvent, type Observer } from 'xstate';
+import { type ActorRefFrom, createActor, type InspectionEvent, type Observer } from 'xstate';
 import type {
   Capabilities,
   DiscoveredPeer,
@@ -15,7 +15,7 @@ import {
   handoffMachine,
   requestId,
 } from './handoff.machine.ts';
-import type { TaskRequestOutput } from './task-request.machine.ts';
+import type { TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
 
 export interface HandoffOptions extends Omit<HandoffInput, 'environment' | 'models'> {
   /** WebSocket and RTCPeerConnection to use; defaults to the browser's. */
@@ -31,6 +31,8 @@ export interface DelegatedTask {
   readonly chunks: AsyncIterable<string>;
   /** Resolves with the task's outcome (completed, failed, cancelled or timedOut); never rejects. */
   readonly result: Promise<TaskRequestOutput>;
+  /** The task's own actor (requester side), while it runs. */
+  readonly actor: ActorRefFrom<typeof taskRequestMachine> | undefined;
   cancel(): void;
 }
 
@@ -187,7 +189,9 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
         prompt,
         options: { ...delegateOptions, ...(targetPeerId ? { targetPeerId } : {}) },
       });
-      const request = actor.getSnapshot().children[requestId(taskId)];
+      const request = actor.getSnapshot().children[requestId(taskId)] as
+        | ActorRefFrom<typeof taskRequestMachine>
+        | undefined;
       const chunkSubscription = request?.on('task.chunk', (event) => {
         queue.push(event.text);
         wake?.();
@@ -208,7 +212,13 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
           }
         },
       };
-      return { taskId, chunks, result, cancel: () => actor.send({ type: 'user.cancel', taskId }) };
+      return {
+        taskId,
+        chunks,
+        result,
+        actor: request,
+        cancel: () => actor.send({ type: 'user.cancel', taskId }),
+      };
     },
     async *handleIncomingPrompt(prompt, senderId) {
       const context = actor.getSnapshot().context;

@@ -10,6 +10,8 @@ export interface WebSocketLike {
   onerror: ((event: unknown) => void) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
+  /** Drops the TCP connection at once (Node's `ws`); browsers have no such method. */
+  terminate?(): void;
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export type RTCPeerConnectionConstructor = new (configuration?: RTCConfiguration) => RTCPeerConnection;

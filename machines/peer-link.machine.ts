@@ -1,4 +1,4 @@
-import { assign, enqueueActions, sendParent, sendTo, setup } from 'xstate';
+import { assign, enqueueActions, raise, sendParent, sendTo, setup } from 'xstate';
 import type {
   IceCandidate,
   IceServer,
@@ -207,6 +207,7 @@ export const peerLinkMachine = setup({
       lastHeardAt: ({ context }) => context.now(),
       silent: false,
     }),
+    handleAgain: raise(({ event }) => event),
     markSilent: assign({ silent: true }),
     reportSilence: sendParent(({ context }) => ({
       type: 'link.silent' as const,
@@ -242,8 +243,9 @@ export const peerLinkMachine = setup({
       for (const message of context.outbox) self.send({ type: 'link.send', message });
     },
     clearOutbox: assign({ outbox: [] }),
-    setDirect: assign({ transport: 'direct' }),
-    setRelayed: assign({ transport: 'relayed' }),
+    // A path just opened: silence is measured from now, not from when the link was created.
+    setDirect: assign({ transport: 'direct', lastHeardAt: ({ context }) => context.now(), silent: false }),
+    setRelayed: assign({ transport: 'relayed', lastHeardAt: ({ context }) => context.now(), silent: false }),
     announceTransport: enqueueActions(({ context, enqueue }) => {
       const event = {
         type: 'link.transport' as const,
@@ -353,6 +355,9 @@ export const peerLinkMachine = setup({
               description: 'Negotiating a direct data channel; messages wait in the outbox.',
               on: {
                 'rtc.channelOpen': 'direct',
+                // The peer already fell back to the relay: follow it, then handle the message there
+                // (this transition pre-empts the active-level delivery, hence the re-raise).
+                'relay.message': { target: 'relayed', actions: 'handleAgain' },
                 'link.send': { actions: 'queue' },
               },
               after: { directTimeout: 'relayed' },
@@ -375,6 +380,7 @@ export const peerLinkMachine = setup({
               on: {
                 'rtc.channelOpen': 'direct',
                 'rtc.connectionState': { guard: 'connectionRestored', target: 'direct' },
+                'relay.message': { target: 'relayed', actions: 'handleAgain' },
                 'link.send': { actions: 'queue' },
               },
               after: { restartTimeout: 'relayed' },

@@ -18,6 +18,8 @@ export const CloseCode = {
   sessionReplaced: 4002,
   /** The socket stayed congested (unread backlog) for too long. */
   tooSlow: 4003,
+  /** Sent by a client that hangs up to reconnect (not a leave: its session waits for the resume). */
+  clientReconnecting: 4100,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

@@ -43,6 +43,8 @@ export interface SignalingConfig {
   /** coturn `static-auth-secret` (use-auth-secret); when set, clients get time-limited TURN credentials. */
   turnSecret: string | undefined;
   turnTtlSeconds: number;
+  /** How long to keep retrying a port held only by the previous run's TIME_WAIT connections. */
+  bindRetryMs: number;
   /** After SIGTERM: how long clients get to close before the server drops them. */
   shutdownGraceMs: number;
   /** What clients are told to wait before reconnecting after a shutdown. */
@@ -84,6 +86,7 @@ export function defaultConfig(): SignalingConfig {
     turnUrls: [],
     turnSecret: undefined,
     turnTtlSeconds: 24 * 60 * 60,
+    bindRetryMs: 65_000,
     shutdownGraceMs: 2_000,
     reconnectAfterMs: 500,
     logLevel: 'info',
@@ -255,6 +258,13 @@ export const SETTINGS: readonly Setting[] = [
     env: 'HANDOFF_TURN_TTL',
     kind: 'int',
     help: 'TURN credential lifetime in seconds',
+  },
+  {
+    key: 'bindRetryMs',
+    flag: 'bind-retry-ms',
+    env: 'HANDOFF_BIND_RETRY_MS',
+    kind: 'int',
+    help: "how long to retry a port held by the previous run's TIME_WAIT",
   },
   {
     key: 'shutdownGraceMs',

@@ -147,7 +147,11 @@ export const hubMachine = setup({
           port: event.port,
           registry,
           metrics: context.metrics,
-          policy: { ...config, closingTimeoutMs: 2_000 },
+          policy: {
+            ...config,
+            closingTimeoutMs: 2_000,
+            hangUpWaitMs: Math.min(1_000, Math.floor(config.shutdownGraceMs / 2)),
+          },
           protocolVersion: event.protocolVersion,
           welcome: {
             type: 'peer-id',

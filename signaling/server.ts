@@ -2,6 +2,7 @@ import type { us_listen_socket } from 'uWebSockets.js';
 import { type ActorRefFrom, createActor, toPromise } from 'xstate';
 import { defaultConfig, type SignalingConfig, validateConfig } from './config.ts';
 import { hubMachine } from './hub.machine.ts';
+import { listenWithRetry } from './listen.ts';
 import { loadNativeUws } from './load-uws.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { SignalingMetrics } from './metrics.ts';
@@ -66,17 +67,13 @@ export async function startSignalingServer(
       }),
   });
 
-  listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(config.host, config.port, (socket) => {
-      if (socket) resolve(socket);
-      else
-        reject(
-          new Error(
-            `cannot listen on ${config.host}:${config.port} (in use, or not an address of this machine)`,
-          ),
-        );
-    });
-  });
+  try {
+    listenSocket = await listenWithRetry(app, config.host, config.port, config.bindRetryMs, log);
+  } catch (error) {
+    hub.stop();
+    metrics.stop();
+    throw error;
+  }
   const port = uws.us_socket_local_port(listenSocket);
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   log.info('signaling listening', { url: `ws://${host}:${port}/` });

@@ -26,6 +26,8 @@ export interface SocketPolicy {
   congestionLowWaterBytes: number;
   /** How long a closing socket may take to close before it is dropped. */
   closingTimeoutMs: number;
+  /** On shutdown, how long a client told to reconnect gets to hang up before we close it (1001). */
+  hangUpWaitMs: number;
 }
 
 export interface SocketInput {
@@ -134,14 +136,14 @@ export const socketMachine = setup({
     heartbeatTimeout: ({ context }) => context.policy.heartbeatTimeoutMs,
     congestionTimeout: ({ context }) => context.policy.maxCongestedMs,
     closingTimeout: ({ context }) => context.policy.closingTimeoutMs,
+    hangUpWait: ({ context }) => context.policy.hangUpWaitMs,
   },
   guards: {
     versionUnsupported: ({ context }) => !SUPPORTED_PROTOCOL_VERSIONS.includes(context.protocolVersion),
     resumedAnnounced: ({ context }) => context.announced,
     /**
-     * Any client message answers an outstanding beat, except `leave`: this transition sits deeper
-     * than `active`'s `leave` and would pre-empt it (XState prefers the descendant when two
-     * transitions exit the same states), swallowing the leave.
+     * Any client message answers an outstanding beat, except `leave`: once a region handles an
+     * event, XState does not also take `active`'s own transition for it, so the leave would be lost.
      */
     answersBeat: ({ event }) => isClientMessage(event) && event.type !== 'leave',
     tooManyViolations: ({ context }) =>
@@ -286,12 +288,6 @@ export const socketMachine = setup({
       type: 'parallel',
       tags: 'online',
       on: {
-        discover: { actions: 'answerDiscover' },
-        offer: { actions: 'route' },
-        answer: { actions: 'route' },
-        'ice-candidate': { actions: 'route' },
-        relay: { actions: 'route' },
-        'ice-servers-request': { actions: 'sendIceServers' },
         leave: { target: 'closing', actions: assignEnding(CloseCode.normal, 'left', 'left') },
         'socket.invalid': [
           {
@@ -325,7 +321,7 @@ export const socketMachine = setup({
           { target: 'closed', actions: assignClosedByClient() },
         ],
         'hub.shutdown': {
-          target: 'closing',
+          target: 'draining',
           actions: ['sendReconnect', assignEnding(CloseCode.goingAway, 'server shutting down', 'shutdown')],
         },
         'hub.replaced': {
@@ -369,6 +365,24 @@ export const socketMachine = setup({
             },
           },
         },
+        requests: {
+          description:
+            'Serves requests. A region of its own: while a heartbeat is outstanding, the liveness region ' +
+            "takes every client message, and XState then skips `active`'s own handlers for that event.",
+          initial: 'serving',
+          states: {
+            serving: {
+              on: {
+                discover: { actions: 'answerDiscover' },
+                offer: { actions: 'route' },
+                answer: { actions: 'route' },
+                'ice-candidate': { actions: 'route' },
+                relay: { actions: 'route' },
+                'ice-servers-request': { actions: 'sendIceServers' },
+              },
+            },
+          },
+        },
         liveness: {
           description: 'Heartbeats: quiet between beats; any client message answers an outstanding beat.',
           initial: 'quiet',
@@ -389,6 +403,16 @@ export const socketMachine = setup({
           },
         },
       },
+    },
+    draining: {
+      description:
+        'The server is shutting down and told the client to reconnect; a client that hangs up first spares the ' +
+        "server's port a TIME_WAIT (so a restarted server can bind it at once). Otherwise we close with 1001.",
+      on: {
+        'socket.closed': 'closed',
+        'hub.terminate': { target: 'closed', actions: 'terminateSocket' },
+      },
+      after: { hangUpWait: 'closing' },
     },
     closing: {
       description: 'We sent a close frame; waiting for the socket to finish closing.',

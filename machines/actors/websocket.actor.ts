@@ -1,6 +1,7 @@
 import { fromCallback } from 'xstate';
 import {
   type ClientMessage,
+  CloseCode,
   decodeServerMessage,
   encodeMessage,
   type ServerMessage,
@@ -26,11 +27,17 @@ const OPEN = 1;
 
 /**
  * One WebSocket to the signaling server. Decodes and validates every frame with the protocol's
- * schemas and hands the machine protocol messages as events; closes the socket when stopped.
+ * schemas and hands the machine protocol messages as events.
+ *
+ * Closing: `socket.close` closes with the given code (1000 = leaving for good). Stopped without it,
+ * the actor is making way for a reconnect, so it must not say 1000: it hangs up at the TCP level
+ * where it can (Node's `ws`), which also spares the server a TIME_WAIT on its port, or closes with
+ * 4100 (reconnecting) in browsers.
  */
 export const websocketActor = fromCallback<WebSocketCommand, WebSocketInput, WebSocketEvent>(
   ({ input, sendBack, receive }) => {
     let closedReported = false;
+    let closeRequested = false;
     const socket = new input.WebSocket(input.url);
     socket.onopen = () => sendBack({ type: 'socket.opened' });
     socket.onmessage = (event) => {
@@ -47,11 +54,16 @@ export const websocketActor = fromCallback<WebSocketCommand, WebSocketInput, Web
     receive((command) => {
       if (socket.readyState !== OPEN) return;
       if (command.type === 'socket.send') socket.send(encodeMessage(command.message));
-      else socket.close(command.code, command.reason);
+      else {
+        closeRequested = true;
+        socket.close(command.code, command.reason);
+      }
     });
     return () => {
       socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
-      if (!closedReported) socket.close(1000, 'client stopped');
+      if (closedReported || closeRequested) return;
+      if (socket.terminate) socket.terminate();
+      else socket.close(CloseCode.clientReconnecting, 'reconnecting');
     };
   },
 );
