@@ -1,4 +1,4 @@
-import { assign, emit, not, sendParent, sendTo, setup } from 'xstate';
+import { assign, emit, sendParent, sendTo, setup } from 'xstate';
 import {
   type Capabilities,
   type ClientMessage,
@@ -107,10 +107,13 @@ export const connectionMachine = setup({
     livenessTimeout: ({ context }) => Math.ceil(context.heartbeatIntervalMs * 2.5),
   },
   guards: {
-    hasRetriesLeft: ({ context }) => context.attempt < context.maxAttempts,
+    attemptsExhausted: ({ context }) => context.attempt >= context.maxAttempts,
     closedForGood: ({ event }) => TERMINAL_CLOSE_CODES.has(closedEvent(event)?.code ?? 0),
+    /** A restarted server forgot what we announced, or restored something older than our latest. */
     serverForgotCapabilities: ({ context, event }) =>
-      event.type === 'peer-id' && event.capabilities === undefined && context.capabilities !== undefined,
+      event.type === 'peer-id' &&
+      context.capabilities !== undefined &&
+      JSON.stringify(event.capabilities) !== JSON.stringify(context.capabilities),
   },
   actions: {
     sendToSocket: sendTo('socket', ({ event }) => ({
@@ -295,12 +298,22 @@ export const connectionMachine = setup({
     reconnecting: {
       description: 'Waiting out the backoff before the next attempt; the resume token keeps our peer id.',
       tags: 'busy',
-      entry: ['countAttempt', 'emitLost'],
-      always: { guard: not('hasRetriesLeft'), target: 'failed' },
-      after: { reconnectBackoff: 'session' },
+      initial: 'deciding',
       on: {
         'signal.send': { actions: 'queueMessage' },
         'user.disconnect': { target: 'disconnected', actions: 'forgetSession' },
+      },
+      states: {
+        deciding: {
+          description: '`attempt` counts reconnects actually made; after `maxAttempts` of them we give up.',
+          always: [
+            { guard: 'attemptsExhausted', target: '#connection.failed' },
+            { target: 'waiting', actions: ['countAttempt', 'emitLost'] },
+          ],
+        },
+        waiting: {
+          after: { reconnectBackoff: '#connection.session' },
+        },
       },
     },
     failed: {

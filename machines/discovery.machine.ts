@@ -91,11 +91,15 @@ export const discoveryMachine = setup({
     hasPeers: ({ context }) => context.ranked.length > 0,
   },
   actions: {
-    setRequirements: assign({
-      requirements: ({ event, context }) =>
-        event.type === 'user.discover' ? event.requirements : context.requirements,
-      requestSeq: ({ context }) => context.requestSeq + 1,
-      error: undefined,
+    setRequirements: assign(({ context, event }) => {
+      const requirements = event.type === 'user.discover' ? event.requirements : context.requirements;
+      // Re-rank what we already know against the new requirements at once.
+      return {
+        requirements,
+        requestSeq: context.requestSeq + 1,
+        error: undefined,
+        ranked: rank({ ...context, requirements }),
+      };
     }),
     sendDiscover: sendTo(
       ({ system }) => system.get('connection'),

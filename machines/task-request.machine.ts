@@ -203,7 +203,12 @@ export const taskRequestMachine = setup({
               outputTokens: message.metadata.outputTokens,
             }
           : undefined;
-      return { usage, metadata: message.metadata, attempts: settleAttempt(context, 'completed') };
+      return {
+        usage,
+        metadata: message.metadata,
+        attempts: settleAttempt(context, 'completed'),
+        error: undefined,
+      };
     }),
     recordRejection: assign(({ context, event }) => {
       const { message } = event as Inbound<'task-rejected'>;
@@ -314,9 +319,10 @@ export const taskRequestMachine = setup({
             actions: ['appendChunk', 'emitChunk', 'acknowledge', 'recordCompletion'],
           },
           {
-            guard: and(['fromCurrent', 'isNextInSequence']),
+            guard: and(['fromCurrent', 'isNextInSequence', 'ackDue']),
             actions: ['appendChunk', 'emitChunk', 'acknowledge'],
           },
+          { guard: and(['fromCurrent', 'isNextInSequence']), actions: ['appendChunk', 'emitChunk'] },
           { guard: and(['fromCurrent', 'isResponse']), actions: 'reacknowledge' },
           { guard: and(['fromCurrent', 'isFailed']), target: 'redelegating', actions: 'recordFailure' },
         ],

@@ -60,6 +60,8 @@ export const providerStreamActor = fromCallback<
       ...(input.model ? { model: input.model } : {}),
       ...(input.continueFrom ? { continueFrom: input.continueFrom } : {}),
     });
+    // The provider is read one piece ahead of the window (that is how a stream tells text from its
+    // end); the piece is held until there is room for it, so at most `window` chunks are in flight.
     for await (const event of events) {
       if (controller.signal.aborted) return;
       if (event.type === 'usage') {
