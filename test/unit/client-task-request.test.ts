@@ -389,7 +389,7 @@ describe('task request acknowledgements', () => {
     const t = startRequest();
     t.accept('peer-a');
     const texts = words(20);
-    texts.forEach((text, seq) => t.chunk('peer-a', seq, text, seq === texts.length - 1));
+    for (const [seq, text] of texts.entries()) t.chunk('peer-a', seq, text, seq === texts.length - 1);
     expect(t.snapshot().value).toBe('completed');
     expect(t.sentOf('chunk-ack').map((ack) => ack.message.seq)).toEqual([7, 15, 19]);
     expect(t.output().text).toBe(texts.join(''));
