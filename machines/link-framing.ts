@@ -35,21 +35,26 @@ export class LinkFramer {
 /** At most this many messages may be half-assembled at once; the oldest is dropped past it. */
 const MAX_PENDING = 8;
 
-export type AssembleResult = { ok: true; message: LinkMessage | undefined } | { ok: false; error: string };
+/** `bytes`: the whole message's size on the wire, all its fragments counted. */
+export type AssembleResult =
+  | { ok: true; message: LinkMessage; bytes: number }
+  | { ok: true; message: undefined }
+  | { ok: false; error: string };
 
 /** Reassembles fragments (in order, per id) and validates the whole message with the protocol schemas. */
 export class LinkAssembler {
-  readonly #pending = new Map<number, { count: number; parts: string[] }>();
+  readonly #pending = new Map<number, { count: number; parts: string[]; bytes: number }>();
 
-  push(frame: TaskMessage): AssembleResult {
-    if (frame.type !== 'link-fragment') return { ok: true, message: frame };
+  /** `frameBytes`: this frame's size as received (for traffic accounting). */
+  push(frame: TaskMessage, frameBytes: number): AssembleResult {
+    if (frame.type !== 'link-fragment') return { ok: true, message: frame, bytes: frameBytes };
     let entry = this.#pending.get(frame.id);
     if (!entry) {
       if (frame.index !== 0)
         return { ok: false, error: `fragment ${frame.index} of unknown message ${frame.id}` };
       if (this.#pending.size >= MAX_PENDING)
         this.#pending.delete(this.#pending.keys().next().value as number);
-      entry = { count: frame.count, parts: [] };
+      entry = { count: frame.count, parts: [], bytes: 0 };
       this.#pending.set(frame.id, entry);
     }
     if (frame.count !== entry.count || frame.index !== entry.parts.length) {
@@ -60,11 +65,12 @@ export class LinkAssembler {
       };
     }
     entry.parts.push(frame.data);
+    entry.bytes += frameBytes;
     if (entry.parts.length < entry.count) return { ok: true, message: undefined };
     this.#pending.delete(frame.id);
     const decoded = decodeTaskMessage(entry.parts.join(''));
     if (!decoded.ok) return { ok: false, error: decoded.message };
     if (decoded.value.type === 'link-fragment') return { ok: false, error: 'nested fragment' };
-    return { ok: true, message: decoded.value };
+    return { ok: true, message: decoded.value, bytes: entry.bytes };
   }
 }

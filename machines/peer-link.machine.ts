@@ -166,13 +166,16 @@ export const peerLinkMachine = setup({
     /** Reassembles relay frames; a complete message comes back as `relay.message`. */
     assembleRelay: ({ context, event, self }) => {
       if (event.type !== 'relay') return;
-      const assembled = context.assembler.push(event.payload as TaskMessage);
+      const assembled = context.assembler.push(
+        event.payload as TaskMessage,
+        JSON.stringify(event.payload).length,
+      );
       if (!assembled.ok) self.send({ type: 'rtc.invalid', error: assembled.error });
       else if (assembled.message) {
         self.send({
           type: 'relay.message',
           message: assembled.message,
-          bytes: JSON.stringify(event.payload).length,
+          bytes: assembled.bytes,
         });
       }
     },
@@ -208,6 +211,8 @@ export const peerLinkMachine = setup({
       silent: false,
     }),
     handleAgain: raise(({ event }) => event),
+    /** No open path while restarting: silence is not counted against the peer meanwhile. */
+    pathDown: assign({ transport: 'none' }),
     markSilent: assign({ silent: true }),
     reportSilence: sendParent(({ context }) => ({
       type: 'link.silent' as const,
@@ -222,20 +227,21 @@ export const peerLinkMachine = setup({
     })),
     sendRelayed: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'link.send') return;
+      let bytes = 0;
       for (const frame of context.framer.frames(event.message)) {
+        bytes += JSON.stringify(frame).length;
         enqueue.sendParent({
           type: 'link.signal',
           message: { type: 'relay', targetPeerId: context.remotePeerId, payload: frame },
         });
       }
+      enqueue.assign({ bytesSent: context.bytesSent + bytes });
     }),
-    countRelayed: assign({
-      bytesSent: ({ context, event }) =>
-        context.bytesSent + (event.type === 'link.send' ? JSON.stringify(event.message).length : 0),
-    }),
+
+    /** Holds messages until a path opens; RTT probes are not held (they would measure the wait). */
     queue: assign({
       outbox: ({ context, event }) =>
-        event.type === 'link.send'
+        event.type === 'link.send' && event.message.type !== 'link-ping' && event.message.type !== 'link-pong'
           ? [...context.outbox, event.message].slice(-LINK_OUTBOX_LIMIT)
           : context.outbox,
     }),
@@ -244,8 +250,18 @@ export const peerLinkMachine = setup({
     },
     clearOutbox: assign({ outbox: [] }),
     // A path just opened: silence is measured from now, not from when the link was created.
-    setDirect: assign({ transport: 'direct', lastHeardAt: ({ context }) => context.now(), silent: false }),
-    setRelayed: assign({ transport: 'relayed', lastHeardAt: ({ context }) => context.now(), silent: false }),
+    setDirect: assign({
+      transport: 'direct',
+      lastHeardAt: ({ context }) => context.now(),
+      silent: false,
+      rttMs: undefined,
+    }),
+    setRelayed: assign({
+      transport: 'relayed',
+      lastHeardAt: ({ context }) => context.now(),
+      silent: false,
+      rttMs: undefined,
+    }),
     announceTransport: enqueueActions(({ context, enqueue }) => {
       const event = {
         type: 'link.transport' as const,
@@ -376,7 +392,7 @@ export const peerLinkMachine = setup({
               tags: 'connecting',
               description:
                 'The direct path broke: ICE restart (or a fresh connection) before giving up on it.',
-              entry: ['countRestart', 'restartIce'],
+              entry: ['countRestart', 'pathDown', 'restartIce'],
               on: {
                 'rtc.channelOpen': 'direct',
                 'rtc.connectionState': { guard: 'connectionRestored', target: 'direct' },
@@ -390,7 +406,7 @@ export const peerLinkMachine = setup({
               description: 'No direct path: task traffic travels through the signaling server.',
               entry: ['setRelayed', 'announceTransport', 'flushOutbox', 'clearOutbox'],
               on: {
-                'link.send': { actions: ['sendRelayed', 'countRelayed'] },
+                'link.send': { actions: 'sendRelayed' },
                 'rtc.channelOpen': 'direct',
               },
             },

@@ -58,7 +58,13 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
   let channel: RTCDataChannel | undefined;
   let makingOffer = false;
   let ignoreOffer = false;
-  let pendingCandidates: IceCandidate[] = [];
+  const pendingCandidates: IceCandidate[] = [];
+  /**
+   * The remote description applied to the current connection. Tracked here: node-datachannel's
+   * `remoteDescription` getter returns an object even before one is set, so it cannot tell us
+   * whether a candidate may be added yet (adding one too early loses it).
+   */
+  let remoteSdp: string | undefined;
   let stopped = false;
   let generation = 0;
 
@@ -99,10 +105,10 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
       const text = typeof event.data === 'string' ? event.data : '';
       const decoded = decodeTaskMessage(text);
       if (!decoded.ok) return sendBack({ type: 'rtc.invalid', error: decoded.message });
-      const assembled = assembler.push(decoded.value);
+      const assembled = assembler.push(decoded.value, text.length);
       if (!assembled.ok) return sendBack({ type: 'rtc.invalid', error: assembled.error });
       if (assembled.message)
-        sendBack({ type: 'rtc.message', message: assembled.message, bytes: text.length });
+        sendBack({ type: 'rtc.message', message: assembled.message, bytes: assembled.bytes });
     };
     if (dc.readyState === 'open') dc.onopen?.(new Event('open'));
   }
@@ -111,7 +117,9 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
     generation++;
     const owner = generation;
     pc = new input.RTCPeerConnection(input.configuration);
-    pendingCandidates = [];
+    remoteSdp = undefined;
+    // Queued remote candidates are kept: they belong to the remote's latest description, which the
+    // new connection is about to receive (dropping them here lost the glare case's candidates).
     makingOffer = false;
     ignoreOffer = false;
     pc.onicecandidate = (event) => {
@@ -158,8 +166,11 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
   }
 
   async function acceptDescription(description: { type: 'offer' | 'answer'; sdp: string }): Promise<void> {
-    const current = pc.remoteDescription?.sdp;
-    if (description.type === 'offer' && current && fingerprint(current) !== fingerprint(description.sdp)) {
+    if (
+      description.type === 'offer' &&
+      remoteSdp &&
+      fingerprint(remoteSdp) !== fingerprint(description.sdp)
+    ) {
       // The other side replaced its connection (ICE restart without restartIce): follow it.
       closeConnection();
       createConnection(false);
@@ -179,6 +190,7 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
     }
     if (description.type === 'answer' && pc.signalingState !== 'have-local-offer') return; // stale answer
     await pc.setRemoteDescription(description);
+    remoteSdp = description.sdp;
     for (const candidate of pendingCandidates.splice(0)) await addCandidate(candidate);
     if (description.type === 'offer') {
       const answer = await pc.createAnswer();
@@ -189,7 +201,7 @@ export const rtcPeerActor = fromCallback<RtcCommand, RtcInput, RtcEvent>(({ inpu
   }
 
   async function addCandidate(candidate: IceCandidate): Promise<void> {
-    if (!pc.remoteDescription) {
+    if (remoteSdp === undefined) {
       pendingCandidates.push(candidate);
       return;
     }
