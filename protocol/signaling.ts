@@ -16,7 +16,7 @@ import {
   MAX_UFRAG_LENGTH,
 } from './limits.ts';
 import { Capabilities, ModelName, nonNegative, PeerId, RequestId } from './primitives.ts';
-import { TaskMessage } from './task.ts';
+import { TaskPayload } from './task.ts';
 
 /*
  * Client <-> signaling server messages. Names and fields of the design's "Signaling Protocol
@@ -105,7 +105,7 @@ export const ClientIceCandidate = v.object({
   candidate: IceCandidate,
 });
 /** Task traffic for a peer that cannot be reached directly. */
-export const ClientRelay = v.object({ type: v.literal('relay'), targetPeerId: PeerId, payload: TaskMessage });
+export const ClientRelay = v.object({ type: v.literal('relay'), targetPeerId: PeerId, payload: TaskPayload });
 /** Answers the server's heartbeat (echoing `ts`), or probes the server. */
 export const ClientHeartbeat = v.object({ type: v.literal('heartbeat'), ts: nonNegative(1e15) });
 /** Asks for a fresh ICE server list (TURN credentials expire). */
@@ -177,7 +177,7 @@ export const ServerIceCandidate = v.object({
   ...forwarded,
   candidate: IceCandidate,
 });
-export const ServerRelay = v.object({ type: v.literal('relay'), ...forwarded, payload: TaskMessage });
+export const ServerRelay = v.object({ type: v.literal('relay'), ...forwarded, payload: TaskPayload });
 export const PeerLeft = v.object({
   type: v.literal('peer-left'),
   peerId: PeerId,

@@ -132,3 +132,16 @@ export const TaskMessage = v.variant('type', [
 ]);
 export type TaskMessage = v.InferOutput<typeof TaskMessage>;
 export const TASK_MESSAGE_TYPES = TaskMessage.options.map((option) => option.entries.type.literal);
+
+const TASK_SCHEMAS = new Map(
+  TaskMessage.options.map((option) => [option.entries.type.literal as string, option]),
+);
+
+/**
+ * A TaskMessage, its schema picked by `type` (a `variant` tries its options in turn). Used where
+ * task traffic is nested, as in `relay`; an unknown `type` falls back to the variant's own error.
+ */
+export const TaskPayload = v.lazy((input: unknown) => {
+  const type = typeof input === 'object' && input !== null ? (input as { type?: unknown }).type : undefined;
+  return (typeof type === 'string' && TASK_SCHEMAS.get(type)) || TaskMessage;
+});

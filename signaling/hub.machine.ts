@@ -2,6 +2,7 @@ import { type ActorRefFrom, assign, createActor, enqueueActions, setup } from 'x
 import {
   type Capabilities,
   encodeMessage,
+  type IceServer,
   type PeerLeft,
   PROTOCOL_VERSION,
   SUPPORTED_PROTOCOL_VERSIONS,
@@ -11,7 +12,7 @@ import { iceServersFor, mintResumeToken, newPeerId, verifyResumeToken } from './
 import type { Logger } from './logger.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import type { PeerEntry, PeerRegistry } from './peer-registry.ts';
-import { type SocketOutput, socketMachine } from './socket.machine.ts';
+import { type SocketOutput, type SocketPolicy, socketMachine } from './socket.machine.ts';
 import type { SocketPort } from './socket-port.ts';
 
 export type SocketActor = ActorRefFrom<typeof socketMachine>;
@@ -29,7 +30,7 @@ export type HubEvent =
       type: 'socket.open';
       port: SocketPort;
       /** Hands the transport the actor that owns this socket. */
-      bind: (actor: SocketActor) => void;
+      bind: (actor: SocketActor, peerId: string) => void;
       resumeToken: string | undefined;
       protocolVersion: number;
       ip: string;
@@ -51,6 +52,9 @@ interface HubContext extends HubInput {
   /** Peers whose pending update is their first announcement: nobody has heard of them yet. */
   firstAnnouncements: Set<string>;
   socketCount: number;
+  /** One policy object and one ICE function for every socket (a copy each cost 1.2 KB per peer). */
+  socketPolicy: SocketPolicy;
+  iceServersFor: (peerId: string) => { iceServers: IceServer[]; expiresAt: number };
   /** The socket actor the last `socket.open` created; `startSocket` starts it. */
   opened: { actor: SocketActor; resumeRejected: boolean } | undefined;
 }
@@ -147,11 +151,7 @@ export const hubMachine = setup({
           port: event.port,
           registry,
           metrics: context.metrics,
-          policy: {
-            ...config,
-            closingTimeoutMs: 2_000,
-            hangUpWaitMs: Math.min(1_000, Math.floor(config.shutdownGraceMs / 2)),
-          },
+          policy: context.socketPolicy,
           protocolVersion: event.protocolVersion,
           welcome: {
             type: 'peer-id',
@@ -165,7 +165,7 @@ export const hubMachine = setup({
             resumeGraceMs: config.resumeGraceMs,
           },
           announced: restored !== undefined,
-          iceServers: () => iceServersFor(config, (entry as PeerEntry).peerId, context.now()),
+          iceServers: context.iceServersFor,
           now: context.now,
         },
       });
@@ -177,7 +177,7 @@ export const hubMachine = setup({
       if (event.type !== 'socket.open' || !context.opened) return;
       const { actor, resumeRejected } = context.opened;
       context.metrics.connectionsTotal++;
-      event.bind(actor);
+      event.bind(actor, actor.getSnapshot().context.peerId);
       actor.start();
       if (resumeRejected) {
         event.port.send({
@@ -259,6 +259,8 @@ export const hubMachine = setup({
     'Owns every socket actor and the peer registry; coalesces announcements; expires dropped sessions.',
   context: ({ input }) => ({
     ...input,
+    socketPolicy: socketPolicyOf(input.config),
+    iceServersFor: (peerId: string) => iceServersFor(input.config, peerId, input.now()),
     sockets: new Map(),
     pendingUpdates: new Map(),
     firstAnnouncements: new Set(),
@@ -303,5 +305,21 @@ function newEntry(peerId: string): PeerEntry {
     graceUntil: 0,
     tokenIssuedAt: 0,
     leaveReason: 'closed',
+  };
+}
+
+/** The per-socket slice of the server's configuration. */
+function socketPolicyOf(config: SignalingConfig): SocketPolicy {
+  return {
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    maxViolations: config.maxViolations,
+    maxRateLimitStrikes: config.maxRateLimitStrikes,
+    abuseWindowMs: config.abuseWindowMs,
+    maxCongestedMs: config.maxCongestedMs,
+    congestionHighWaterBytes: config.congestionHighWaterBytes,
+    congestionLowWaterBytes: config.congestionLowWaterBytes,
+    closingTimeoutMs: 2_000,
+    hangUpWaitMs: Math.min(1_000, Math.floor(config.shutdownGraceMs / 2)),
   };
 }

@@ -48,6 +48,7 @@ export async function startSignalingServer(
   const app = createTransport({
     uws,
     config,
+    registry,
     metrics,
     log,
     toHub: (event) => hub.send(event),

@@ -22,4 +22,11 @@ export interface SocketPort {
   /** Bytes queued for the client but not yet written. */
   bufferedAmount(): number;
   readonly open: boolean;
+  /** When the client last sent any frame (ms): liveness reads it instead of handling every frame. */
+  readonly lastHeardAt: number;
+  /**
+   * While true, the transport hands offers, answers, ICE candidates and relay frames straight to
+   * the router (they change no socket state); the socket actor turns it on only while active.
+   */
+  routing: boolean;
 }

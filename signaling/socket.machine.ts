@@ -12,6 +12,7 @@ import {
 } from '../protocol/index.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import type { PeerRegistry } from './peer-registry.ts';
+import { routeMessage } from './router.ts';
 import type { SocketPort } from './socket-port.ts';
 
 /** The per-socket limits and timings; a slice of SignalingConfig. */
@@ -39,12 +40,12 @@ export interface SocketInput {
   policy: SocketPolicy;
   /** `?v=` the client asked for. */
   protocolVersion: number;
-  /** The `peer-id` message to greet the client with. */
-  welcome: PeerIdAssigned;
+  /** The `peer-id` message to greet the client with (dropped from context once sent). */
+  welcome: PeerIdAssigned | undefined;
   /** True when the session resumed with capabilities already announced. */
   announced: boolean;
-  /** A fresh ICE server list for this peer (TURN credentials are minted per call). */
-  iceServers: () => { iceServers: IceServer[]; expiresAt: number };
+  /** A fresh ICE server list for a peer (TURN credentials are minted per call); shared by all sockets. */
+  iceServers: (peerId: string) => { iceServers: IceServer[]; expiresAt: number };
   now: () => number;
 }
 
@@ -90,15 +91,14 @@ interface AbuseWindow {
 }
 
 interface SocketContext extends SocketInput {
+  /** When the outstanding heartbeat went out. */
+  beatSentAt: number;
   closeCode: number;
   closeReason: string;
   departure: Departure;
   violations: AbuseWindow;
   strikes: AbuseWindow;
 }
-
-const isClientMessage = (event: SocketEvent): event is ClientMessage =>
-  !event.type.startsWith('socket.') && !event.type.startsWith('hub.');
 
 /** Counts one more event in a sliding-start window; returns the new window. */
 function bump(window: AbuseWindow, now: number, windowMs: number): AbuseWindow {
@@ -141,11 +141,8 @@ export const socketMachine = setup({
   guards: {
     versionUnsupported: ({ context }) => !SUPPORTED_PROTOCOL_VERSIONS.includes(context.protocolVersion),
     resumedAnnounced: ({ context }) => context.announced,
-    /**
-     * Any client message answers an outstanding beat, except `leave`: once a region handles an
-     * event, XState does not also take `active`'s own transition for it, so the leave would be lost.
-     */
-    answersBeat: ({ event }) => isClientMessage(event) && event.type !== 'leave',
+    /** Any frame since the heartbeat went out answers it (the transport stamps every frame). */
+    heardSinceBeat: ({ context }) => context.port.lastHeardAt >= context.beatSentAt,
     tooManyViolations: ({ context }) =>
       bump(context.violations, context.now(), context.policy.abuseWindowMs).count >
       context.policy.maxViolations,
@@ -156,9 +153,10 @@ export const socketMachine = setup({
     closedByClientOnPurpose: ({ event }) => event.type === 'socket.closed' && event.code === CloseCode.normal,
   },
   actions: {
-    greet: ({ context }) => {
-      context.port.send(context.welcome);
-    },
+    greet: assign(({ context }) => {
+      if (context.welcome) context.port.send(context.welcome);
+      return { welcome: undefined };
+    }),
     rejectVersion: ({ context }) => {
       replyError(
         context,
@@ -180,45 +178,35 @@ export const socketMachine = setup({
         ...(event.requestId ? { requestId: event.requestId } : {}),
       });
     },
+    /** The slow path for routed messages (the transport normally routes them itself; see router.ts). */
     route: ({ context, event }) => {
       const message = event as RoutedClientMessage;
-      const target = context.registry.get(message.targetPeerId);
-      if (!target?.port || target.peerId === context.peerId) {
-        const waiting = target && !target.port && target.peerId !== context.peerId;
-        replyError(
-          context,
-          'unknown-target',
-          waiting
-            ? `peer ${message.targetPeerId} is reconnecting; retry shortly`
-            : `peer ${message.targetPeerId} is not connected`,
-          {
-            inReplyTo: message.type,
-            targetPeerId: message.targetPeerId,
-            ...(waiting ? { retryAfterMs: 1000 } : {}),
-          },
-        );
-        return;
-      }
-      if (target.port.bufferedAmount() > context.policy.congestionHighWaterBytes) {
-        replyError(context, 'target-congested', `peer ${message.targetPeerId} is not reading fast enough`, {
-          inReplyTo: message.type,
-          targetPeerId: message.targetPeerId,
-          retryAfterMs: 250,
-        });
-        return;
-      }
-      const self = context.registry.get(context.peerId);
-      if (self) context.registry.link(self, target);
-      // The server stamps the sender; whatever `fromPeerId` the client wrote was dropped by the schema.
-      const text = encodeMessage({ ...message, fromPeerId: context.peerId });
-      target.port.sendText(text);
-      context.metrics.routed(message.type, utf8Length(text));
+      const frame = encodeMessage(message);
+      routeMessage(
+        {
+          registry: context.registry,
+          metrics: context.metrics,
+          congestionHighWaterBytes: context.policy.congestionHighWaterBytes,
+        },
+        { peerId: context.peerId, port: context.port },
+        message,
+        frame,
+        utf8Length(frame),
+      );
     },
     sendIceServers: ({ context }) => {
-      context.port.send({ type: 'ice-servers', ...context.iceServers() });
+      context.port.send({ type: 'ice-servers', ...context.iceServers(context.peerId) });
     },
-    sendHeartbeat: ({ context }) => {
-      context.port.send({ type: 'heartbeat', ts: context.now() });
+    sendHeartbeat: assign(({ context }) => {
+      const now = context.now();
+      context.port.send({ type: 'heartbeat', ts: now });
+      return { beatSentAt: now };
+    }),
+    startRouting: ({ context }) => {
+      context.port.routing = true;
+    },
+    stopRouting: ({ context }) => {
+      context.port.routing = false;
     },
     replyInvalid: ({ context, event }) => {
       if (event.type !== 'socket.invalid') return;
@@ -261,6 +249,7 @@ export const socketMachine = setup({
   description: 'One signaling WebSocket: greets, serves and polices one client until its socket closes.',
   context: ({ input }) => ({
     ...input,
+    beatSentAt: 0,
     closeCode: CloseCode.normal,
     closeReason: '',
     departure: 'closed',
@@ -287,6 +276,8 @@ export const socketMachine = setup({
     active: {
       type: 'parallel',
       tags: 'online',
+      entry: 'startRouting',
+      exit: 'stopRouting',
       on: {
         leave: { target: 'closing', actions: assignEnding(CloseCode.normal, 'left', 'left') },
         'socket.invalid': [
@@ -384,7 +375,7 @@ export const socketMachine = setup({
           },
         },
         liveness: {
-          description: 'Heartbeats: quiet between beats; any client message answers an outstanding beat.',
+          description: 'Heartbeats: quiet between beats; any frame heard before the timeout answers one.',
           initial: 'quiet',
           states: {
             quiet: {
@@ -392,12 +383,14 @@ export const socketMachine = setup({
             },
             awaitingBeat: {
               entry: 'sendHeartbeat',
-              on: { '*': { guard: 'answersBeat', target: 'quiet' } },
               after: {
-                heartbeatTimeout: {
-                  target: '#socket.closing',
-                  actions: assignEnding(CloseCode.heartbeatTimeout, 'heartbeat timeout', 'timeout'),
-                },
+                heartbeatTimeout: [
+                  { guard: 'heardSinceBeat', target: 'quiet' },
+                  {
+                    target: '#socket.closing',
+                    actions: assignEnding(CloseCode.heartbeatTimeout, 'heartbeat timeout', 'timeout'),
+                  },
+                ],
               },
             },
           },

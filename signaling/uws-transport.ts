@@ -12,6 +12,8 @@ import { verifyAccessToken, verifySharedToken } from './credentials.ts';
 import type { HubEvent, SocketActor } from './hub.machine.ts';
 import type { Logger } from './logger.ts';
 import type { SignalingMetrics } from './metrics.ts';
+import type { PeerRegistry } from './peer-registry.ts';
+import { routeMessage } from './router.ts';
 import { SendStatus, type SocketPort } from './socket-port.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -27,6 +29,10 @@ interface UserData {
 class UwsSocketPort implements SocketPort {
   open = true;
   actor: SocketActor | undefined;
+  /** Set by the hub when it gives the socket its session. */
+  peerId = '';
+  lastHeardAt: number;
+  routing = false;
   readonly frames: TokenBucket;
   readonly relayBytes: TokenBucket;
   /** Set once `socket.backpressure` was reported, cleared when the buffer drains: one event per episode. */
@@ -36,6 +42,7 @@ class UwsSocketPort implements SocketPort {
 
   constructor(ws: WebSocket<UserData>, config: SignalingConfig, now: number) {
     this.#ws = ws;
+    this.lastHeardAt = now;
     this.#highWater = config.congestionHighWaterBytes;
     this.frames = new TokenBucket(config.messageBurst, config.messagesPerSecond, now);
     this.relayBytes = new TokenBucket(config.relayBurstBytes, config.relayBytesPerSecond, now);
@@ -79,6 +86,7 @@ class UwsSocketPort implements SocketPort {
 export interface TransportOptions {
   uws: typeof UWS;
   config: SignalingConfig;
+  registry: PeerRegistry;
   metrics: SignalingMetrics;
   log: Logger;
   /** Delivers socket lifecycle to the hub actor. */
@@ -91,6 +99,11 @@ export interface TransportOptions {
 /** Wires a uWS app: upgrade checks, per-socket ports, message admission and decoding, HTTP probes. */
 export function createTransport(options: TransportOptions): TemplatedApp {
   const { uws, config, metrics, log, toHub } = options;
+  const router = {
+    registry: options.registry,
+    metrics,
+    congestionHighWaterBytes: config.congestionHighWaterBytes,
+  };
   const connectionsPerIp = new Map<string, number>();
   const anyOrigin = config.allowedOrigins.includes('*');
   const origins = new Set(config.allowedOrigins);
@@ -194,8 +207,9 @@ export function createTransport(options: TransportOptions): TemplatedApp {
         toHub({
           type: 'socket.open',
           port,
-          bind: (actor) => {
+          bind: (actor, peerId) => {
             port.actor = actor;
+            port.peerId = peerId;
           },
           resumeToken: data.resumeToken,
           protocolVersion: data.protocolVersion,
@@ -208,8 +222,9 @@ export function createTransport(options: TransportOptions): TemplatedApp {
         const actor = port?.actor;
         if (!port || !actor) return;
         const bytes = message.byteLength;
-        if (bytes > MAX_FRAME_BYTES) return actor.send({ type: 'socket.oversize', bytes });
         const now = Date.now();
+        port.lastHeardAt = now;
+        if (bytes > MAX_FRAME_BYTES) return actor.send({ type: 'socket.oversize', bytes });
         if (!port.frames.take(now)) {
           return actor.send({
             type: 'socket.rateLimited',
@@ -225,7 +240,8 @@ export function createTransport(options: TransportOptions): TemplatedApp {
           });
         }
         // uWS reuses `message` after we return: decode (and so copy) it now.
-        const decoded = decodeClientMessage(Buffer.from(message).toString('utf8'));
+        const frame = Buffer.from(message).toString('utf8');
+        const decoded = decodeClientMessage(frame);
         if (!decoded.ok) {
           return actor.send({
             type: 'socket.invalid',
@@ -243,7 +259,18 @@ export function createTransport(options: TransportOptions): TemplatedApp {
             inReplyTo: 'relay',
           });
         }
-        actor.send(decoded.value);
+        const value = decoded.value;
+        // The hot path: routed messages skip the actor while it is active (see router.ts).
+        if (
+          port.routing &&
+          (value.type === 'relay' ||
+            value.type === 'offer' ||
+            value.type === 'answer' ||
+            value.type === 'ice-candidate')
+        ) {
+          return routeMessage(router, { peerId: port.peerId, port }, value, frame, bytes);
+        }
+        actor.send(value);
       }),
     drain: (ws) =>
       guarded(ws, 'drain', () => {

@@ -1,4 +1,4 @@
-import { assign, setup, stateIn } from 'xstate';
+import { and, assign, setup, stateIn } from 'xstate';
 import { CloseCode, PROTOCOL_VERSION } from '../../protocol/index.ts';
 import type { Departure, SocketEvent, SocketPolicy } from '../../signaling/socket.machine.ts';
 
@@ -43,6 +43,8 @@ export interface SpecContext {
   strikes: number;
   /** How the socket ends, once decided: the close code and what the hub is told. */
   ending: { code: number; departure: Departure } | null;
+  /** Whether a frame arrived since the outstanding heartbeat went out. */
+  heard: boolean;
 }
 
 /**
@@ -84,6 +86,8 @@ export const socketSpec = setup({
     tellReconnect: observed,
     forward: observed,
     notifyHub: observed,
+    /** A frame arrived: it answers an outstanding heartbeat (the real transport stamps the port). */
+    hear: assign({ heard: true }),
     endSocket: observed,
     terminate: observed,
   },
@@ -96,10 +100,11 @@ export const socketSpec = setup({
     belowLowWater: ({ event }) =>
       event.type === 'socket.drain' && event.bufferedAmount <= POLICY.congestionLowWaterBytes,
     closedOnPurpose: ({ event }) => event.type === 'socket.closed' && event.code === CloseCode.normal,
+    heard: ({ context }) => context.heard,
   },
 }).createMachine({
   id: 'spec',
-  context: { violations: 0, strikes: 0, ending: null },
+  context: { violations: 0, strikes: 0, ending: null, heard: false },
   initial: 'open',
   states: {
     open: {
@@ -126,7 +131,9 @@ export const socketSpec = setup({
             target: 'closing',
             actions: ['replyError', end(CloseCode.policyViolation, 'violation')],
           },
-          { actions: ['replyError', assign({ violations: ({ context }) => context.violations + 1 })] },
+          {
+            actions: ['replyError', assign({ violations: ({ context }) => context.violations + 1 }), 'hear'],
+          },
         ],
         'socket.rateLimited': [
           {
@@ -134,7 +141,7 @@ export const socketSpec = setup({
             target: 'closing',
             actions: end(CloseCode.policyViolation, 'violation'),
           },
-          { actions: ['replyError', assign({ strikes: ({ context }) => context.strikes + 1 })] },
+          { actions: ['replyError', assign({ strikes: ({ context }) => context.strikes + 1 }), 'hear'] },
         ],
         'socket.oversize': { target: 'closing', actions: end(CloseCode.messageTooBig, 'violation') },
         'socket.closed': [
@@ -166,12 +173,13 @@ export const socketSpec = setup({
           states: {
             serving: {
               on: {
-                discover: { actions: reply('peers-discovered') },
-                offer: { actions: 'forward' },
-                answer: { actions: 'forward' },
-                'ice-candidate': { actions: 'forward' },
-                relay: { actions: 'forward' },
-                'ice-servers-request': { actions: reply('ice-servers') },
+                discover: { actions: [reply('peers-discovered'), 'hear'] },
+                offer: { actions: ['forward', 'hear'] },
+                answer: { actions: ['forward', 'hear'] },
+                'ice-candidate': { actions: ['forward', 'hear'] },
+                relay: { actions: ['forward', 'hear'] },
+                'ice-servers-request': { actions: [reply('ice-servers'), 'hear'] },
+                heartbeat: { actions: 'hear' },
               },
             },
           },
@@ -181,11 +189,11 @@ export const socketSpec = setup({
           states: {
             registered: {
               description: 'Connected, capabilities not announced yet.',
-              on: { 'capability-announce': { target: 'announced', actions: 'notifyHub' } },
+              on: { 'capability-announce': { target: 'announced', actions: ['notifyHub', 'hear'] } },
             },
             announced: {
               description: 'Discoverable; every further announcement is passed on too.',
-              on: { 'capability-announce': { actions: 'notifyHub' } },
+              on: { 'capability-announce': { actions: ['notifyHub', 'hear'] } },
             },
           },
         },
@@ -224,22 +232,18 @@ export const socketSpec = setup({
             },
             awaitingBeat: {
               description:
-                'A heartbeat went out; a client message other than `leave` answers it (requests are still served).',
-              entry: reply('heartbeat'),
+                'A heartbeat went out; any frame from the client before the timeout answers it (it is not ' +
+                'consumed here: the transport stamps its arrival, the timeout reads the stamp).',
+              entry: [reply('heartbeat'), assign({ heard: false })],
               on: {
-                heartbeat: 'quiet',
-                'capability-announce': 'quiet',
-                discover: 'quiet',
-                offer: 'quiet',
-                answer: 'quiet',
-                'ice-candidate': 'quiet',
-                relay: 'quiet',
-                'ice-servers-request': 'quiet',
-                'clock.heartbeatTimeout': {
-                  guard: stateIn({ active: { flow: 'flowing' } }),
-                  target: '#spec.closing',
-                  actions: end(CloseCode.heartbeatTimeout, 'timeout'),
-                },
+                'clock.heartbeatTimeout': [
+                  { guard: and([stateIn({ active: { flow: 'flowing' } }), 'heard']), target: 'quiet' },
+                  {
+                    guard: stateIn({ active: { flow: 'flowing' } }),
+                    target: '#spec.closing',
+                    actions: end(CloseCode.heartbeatTimeout, 'timeout'),
+                  },
+                ],
               },
             },
           },

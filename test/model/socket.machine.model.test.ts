@@ -260,6 +260,9 @@ class SocketUnderTest {
         actor.send({ type: 'socket.drain' });
         break;
       default:
+        // Every other event stands for a frame from the client: the transport stamps its arrival.
+        if (!event.type.startsWith('hub.') && event.type !== 'socket.closed')
+          this.port.heard(this.clock.now());
         actor.send(event);
     }
   }

@@ -22,8 +22,17 @@ export class MemorySocketPort implements SocketPort {
   /** What `bufferedAmount()` reports; tests set it to stage backpressure. */
   buffered = 0;
   open = true;
+  /** When the "client" last sent a frame; tests stamp it as the transport would (`heard`). */
+  lastHeardAt = 0;
+  /** Set by the socket actor while it is active (the transport's fast path). */
+  routing = false;
   /** The socket actor the hub bound to this port (`socket.open`'s `bind`). */
   actor: AnyActorRef | undefined;
+
+  /** Records that a frame arrived at `now`, as the uWS transport does for every frame. */
+  heard(now: number): void {
+    this.lastHeardAt = now;
+  }
 
   send(message: ServerMessage): SendStatus {
     return this.sendText(encodeMessage(message));

@@ -27,7 +27,12 @@ const caps = (availableQuota: number): Capabilities => ({
 /** One client: its port, and the socket actor the hub bound to it. */
 class Client {
   readonly port = new MemorySocketPort();
+  readonly now: () => number;
   answered = 0;
+
+  constructor(now: () => number) {
+    this.now = now;
+  }
   /** Whether `Hub.advance` answers this client's heartbeats, as a live browser would. */
   answersHeartbeats = true;
 
@@ -44,7 +49,9 @@ class Client {
     return this.welcome.peerId;
   }
 
+  /** Sends a frame as the uWS transport would deliver it: its arrival is stamped on the port first. */
   send(message: Parameters<SocketActor['send']>[0]): void {
+    this.port.heard(this.now());
     this.actor.send(message);
   }
 
@@ -97,7 +104,7 @@ class Hub {
   }
 
   open(options: { resumeToken?: string; protocolVersion?: number } = {}): Client {
-    const client = new Client();
+    const client = new Client(() => this.clock.now());
     this.clients.push(client);
     this.actor.send({
       type: 'socket.open',
