@@ -44,12 +44,16 @@ export function routeMessage(
     });
   };
   if (!target || target.peerId === from.peerId) {
-    return refuse('unknown-target', `peer ${message.targetPeerId} is not connected`);
+    refuse('unknown-target', `peer ${message.targetPeerId} is not connected`);
+    return;
   }
-  if (!target.port)
-    return refuse('unknown-target', `peer ${message.targetPeerId} is reconnecting; retry shortly`, 1000);
+  if (!target.port) {
+    refuse('unknown-target', `peer ${message.targetPeerId} is reconnecting; retry shortly`, 1000);
+    return;
+  }
   if (target.port.bufferedAmount() > deps.congestionHighWaterBytes) {
-    return refuse('target-congested', `peer ${message.targetPeerId} is not reading fast enough`, 250);
+    refuse('target-congested', `peer ${message.targetPeerId} is not reading fast enough`, 250);
+    return;
   }
   const sender = deps.registry.get(from.peerId);
   if (sender) deps.registry.link(sender, target);
