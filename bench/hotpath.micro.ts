@@ -178,6 +178,7 @@ function connect(i: number, port: SocketPort) {
     socketId: null,
     port: null,
     capabilities: null,
+    publicKey: null,
     contacts: null,
     graceUntil: 0,
     tokenIssuedAt: 0,

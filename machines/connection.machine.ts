@@ -14,6 +14,8 @@ import type { WebSocketConstructor } from './environment.ts';
 
 export interface ConnectionInput {
   WebSocket: WebSocketConstructor;
+  /** Our Ed25519 public key, registered with every announcement. */
+  publicKey?: string;
   /** Reconnect attempts before `failed` (Infinity = keep trying). */
   maxAttempts?: number;
   baseDelayMs?: number;
@@ -27,6 +29,7 @@ export interface ConnectionInput {
 
 export interface ConnectionContext {
   WebSocket: WebSocketConstructor;
+  publicKey: string | undefined;
   url: string;
   token: string | undefined;
   peerId: string | undefined;
@@ -154,17 +157,22 @@ export const connectionMachine = setup({
     }),
     reannounce: sendTo('socket', ({ context }) => ({
       type: 'socket.send' as const,
-      message: { type: 'capability-announce' as const, capabilities: context.capabilities as Capabilities },
+      message: {
+        type: 'capability-announce' as const,
+        capabilities: context.capabilities as Capabilities,
+        ...(context.publicKey ? { publicKey: context.publicKey } : {}),
+      },
     })),
     storeCapabilities: assign({
       capabilities: ({ context, event }) =>
         event.type === 'user.announce' ? event.capabilities : context.capabilities,
     }),
-    announce: sendTo('socket', ({ event }) => ({
+    announce: sendTo('socket', ({ context, event }) => ({
       type: 'socket.send' as const,
       message: {
         type: 'capability-announce' as const,
         capabilities: (event as Extract<ConnectionEvent, { type: 'user.announce' }>).capabilities,
+        ...(context.publicKey ? { publicKey: context.publicKey } : {}),
       },
     })),
     answerHeartbeat: sendTo('socket', ({ event }) => ({
@@ -204,6 +212,7 @@ export const connectionMachine = setup({
     'The signaling session: connects, keeps its peer id across reconnects with the resume token, backs off with full jitter, and fails visibly.',
   context: ({ input }) => ({
     WebSocket: input.WebSocket,
+    publicKey: input.publicKey,
     url: '',
     token: input.token,
     peerId: undefined,

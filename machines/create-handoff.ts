@@ -1,9 +1,10 @@
 import { type ActorRefFrom, createActor, type InspectionEvent, type Observer } from 'xstate';
-import type {
-  Capabilities,
-  DiscoveredPeer,
-  DiscoveryRequirements,
-  PromptDelegation,
+import {
+  type Capabilities,
+  createIdentity,
+  type DiscoveredPeer,
+  type DiscoveryRequirements,
+  type PromptDelegation,
 } from '../protocol/index.ts';
 import { type DesignState, designState } from './design-state.ts';
 import { DEFAULT_REQUIREMENTS } from './discovery.machine.ts';
@@ -81,12 +82,14 @@ const newTaskId = () =>
 export async function createHandoff(options: HandoffOptions = {}): Promise<Handoff> {
   const environment = options.environment ?? browserEnvironment();
   const models = options.provider ? await options.provider.models() : [];
+  // Every peer signs its task messages; the key is registered when it announces.
+  const identity = options.identity ?? (await createIdentity());
   const stateListeners = new Set<(state: DesignState) => void>();
   let lastState: DesignState | undefined;
   const userInspect = options.inspect;
 
   const actor = createActor(handoffMachine, {
-    input: { ...options, environment, models },
+    input: { ...options, environment, models, identity },
     inspect: (event) => {
       if (typeof userInspect === 'function') userInspect(event);
       else userInspect?.next?.(event);

@@ -1,13 +1,15 @@
-import { type ActorRefFrom, assign, enqueueActions, setup } from 'xstate';
+import { type ActorRefFrom, assign, enqueueActions, sendTo, setup } from 'xstate';
 import type {
   Capabilities,
   DiscoveryRequirements,
+  Identity,
   PromptDelegation,
   ServerError,
 } from '../protocol/index.ts';
 import { connectionMachine, type ForwardedMessage } from './connection.machine.ts';
 import { discoveryMachine } from './discovery.machine.ts';
 import type { HandoffEnvironment } from './environment.ts';
+import { Keyring } from './keyring.ts';
 import type { LinkMessage } from './link-framing.ts';
 import { type LinkTransport, type PeerLinkInput, peerLinkMachine } from './peer-link.machine.ts';
 import type { AIProvider } from './providers/provider.ts';
@@ -30,6 +32,8 @@ export type ServePolicy = (request: {
 
 export interface HandoffInput {
   environment: HandoffEnvironment;
+  /** Signs our task messages; its public key is registered with the signaling server. */
+  identity?: Identity;
   /** Serves delegated prompts when set. */
   provider?: AIProvider;
   /** Models the provider offers (resolved before the actor starts). */
@@ -54,6 +58,9 @@ export interface HandoffInput {
 
 export interface HandoffContext {
   environment: HandoffEnvironment;
+  identity: Identity | undefined;
+  /** The others' registered keys: what their task messages are verified against. */
+  keyring: Keyring;
   provider: AIProvider | undefined;
   models: string[];
   capabilities: Capabilities;
@@ -72,6 +79,8 @@ export interface HandoffContext {
   history: TaskRequestOutput[];
   served: TaskServeOutput[];
   lastServerError: ServerError | undefined;
+  /** The connection or discovery actor failed: the client cannot work until it is recreated. */
+  fault: string | undefined;
 }
 
 export const HISTORY_LIMIT = 50;
@@ -93,8 +102,11 @@ export type HandoffEvent =
   | { type: 'link.rtt'; peerId: string; rttMs: number }
   | { type: 'link.transport'; peerId: string; transport: LinkTransport }
   | { type: 'link.silent'; peerId: string }
+  | { type: 'link.violation'; peerId: string; reason: string; messageType: string }
+  | { type: 'keyring.lookup'; peerId: string }
   | { type: 'task.send'; peerId: string; message: LinkMessage }
-  | { type: `xstate.done.actor.${string}`; output: unknown };
+  | { type: `xstate.done.actor.${string}`; output: unknown }
+  | { type: `xstate.error.actor.${string}`; error: unknown };
 
 export type HandoffEmitted =
   | { type: 'handoff.taskDone'; output: TaskRequestOutput }
@@ -202,12 +214,15 @@ export const handoffMachine = setup({
         return;
       const id = linkId(event.fromPeerId);
       const children = self.getSnapshot().children as Children;
+      let linkUse = context.linkUse;
       if (!children[id]) {
         if (event.type !== 'offer' && event.type !== 'relay') return;
-        if (!openLink(context, enqueue, children, system, event.fromPeerId, false)) return;
+        const opened = openLink(context, enqueue, children, system, event.fromPeerId, false);
+        if (!opened.opened) return;
+        linkUse = withoutPeer(linkUse, opened.evicted);
       }
       enqueue.sendTo(id, event);
-      enqueue.assign({ linkUse: { ...context.linkUse, [event.fromPeerId]: context.now() } });
+      enqueue.assign({ linkUse: { ...linkUse, [event.fromPeerId]: context.now() } });
     }),
     peerGone: enqueueActions(({ event, enqueue, self }) => {
       if (event.type !== 'peer-left') return;
@@ -232,12 +247,17 @@ export const handoffMachine = setup({
       if (event.type !== 'task.send') return;
       const id = linkId(event.peerId);
       const children = self.getSnapshot().children as Children;
-      if (!children[id] && !openLink(context, enqueue, children, system, event.peerId, true)) {
-        lostPeer(enqueue, children, event.peerId, 'no free peer link (pool exhausted)');
-        return;
+      let linkUse = context.linkUse;
+      if (!children[id]) {
+        const opened = openLink(context, enqueue, children, system, event.peerId, true);
+        if (!opened.opened) {
+          lostPeer(enqueue, children, event.peerId, opened.reason);
+          return;
+        }
+        linkUse = withoutPeer(linkUse, opened.evicted);
       }
       enqueue.sendTo(id, { type: 'link.send', message: event.message });
-      enqueue.assign({ linkUse: { ...context.linkUse, [event.peerId]: context.now() } });
+      enqueue.assign({ linkUse: { ...linkUse, [event.peerId]: context.now() } });
     }),
     /** Task traffic from a peer: a delegation starts a serve task; the rest goes to its task. */
     routeTaskMessage: enqueueActions(({ context, event, enqueue, self }) => {
@@ -279,6 +299,29 @@ export const handoffMachine = setup({
         }
       }
     }),
+    learnKeys: ({ context, event }) => {
+      if (event.type === 'peer-capability-update') context.keyring.learn(event.peerId, event.publicKey);
+      else if (event.type === 'peers-discovered') {
+        for (const peer of event.peers) context.keyring.learn(peer.peerId, peer.publicKey);
+      }
+    },
+    lookUpKey: sendTo('connection', ({ event }) => ({
+      type: 'signal.send' as const,
+      message: {
+        type: 'peer-lookup' as const,
+        peerId: (event as Extract<HandoffEvent, { type: 'keyring.lookup' }>).peerId,
+      },
+    })),
+    /** A message that fails its signature: the tasks relying on that peer move on. */
+    peerMisbehaved: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'link.violation') return;
+      lostPeer(
+        enqueue,
+        self.getSnapshot().children as Children,
+        event.peerId,
+        `${event.reason} (${event.messageType})`,
+      );
+    }),
     /** A peer that stopped answering pings is treated as gone by the tasks that need it. */
     peerSilent: enqueueActions(({ event, enqueue, self }) => {
       if (event.type !== 'link.silent') return;
@@ -290,14 +333,17 @@ export const handoffMachine = setup({
         if (key.startsWith(`${event.peerId} `)) enqueue.sendTo(id, { type: 'requester.pathChanged' });
       }
     }),
-    startRequest: enqueueActions(({ context, event, enqueue, system }) => {
+    startRequest: enqueueActions(({ context, event, enqueue, system, self: root }) => {
       if (event.type !== 'user.delegate') return;
+      // A task id already running is not started twice (its actor id would be taken).
+      if ((root.getSnapshot().children as Children)[requestId(event.taskId)]) return;
       const self = system.get('connection')?.getSnapshot().context.peerId as string | undefined;
       const ranked = (system.get('discovery')?.getSnapshot().context.ranked ?? []) as { peerId: string }[];
+      const target = event.options.targetPeerId === self ? undefined : event.options.targetPeerId;
       const others = ranked
         .map((peer) => peer.peerId)
-        .filter((peerId) => peerId !== event.options.targetPeerId && peerId !== self);
-      const candidates = event.options.targetPeerId ? [event.options.targetPeerId, ...others] : others;
+        .filter((peerId) => peerId !== target && peerId !== self);
+      const candidates = target ? [target, ...others] : others;
       enqueue.spawnChild('taskRequest', {
         id: requestId(event.taskId),
         input: {
@@ -322,35 +368,61 @@ export const handoffMachine = setup({
     reapChild: enqueueActions(({ context, event, enqueue, self }) => {
       if (!event.type.startsWith('xstate.done.actor.')) return;
       const id = event.type.slice('xstate.done.actor.'.length);
-      const output = (event as { output: unknown }).output;
+      reap(
+        context,
+        enqueue,
+        self.getSnapshot().children as Children,
+        id,
+        (event as { output: unknown }).output,
+      );
+    }),
+    /**
+     * A child that failed (threw) is reaped like one that finished, with a failed outcome: one
+     * broken link or task must not take the whole client down.
+     */
+    reapFailedChild: enqueueActions(({ context, event, enqueue, self }) => {
+      if (!event.type.startsWith('xstate.error.actor.')) return;
+      const id = event.type.slice('xstate.error.actor.'.length);
       const children = self.getSnapshot().children as Children;
+      const message = String((event as { error?: unknown }).error ?? 'failed');
+      const last = children[id]?.getSnapshot().context as Record<string, unknown> | undefined;
+      let output: unknown;
       if (id.startsWith('request-')) {
-        const result = output as TaskRequestOutput;
-        enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
-        enqueue.emit({ type: 'handoff.taskDone', output: result });
+        output = {
+          taskId: id.slice('request-'.length),
+          status: 'failed',
+          text: (last?.text as string | undefined) ?? '',
+          attempts: (last?.attempts as TaskRequestOutput['attempts'] | undefined) ?? [],
+          usage: undefined,
+          metadata: undefined,
+          error: { reason: 'internal', message },
+        } satisfies TaskRequestOutput as TaskRequestOutput;
       } else if (id.startsWith('serve-')) {
-        const result = output as TaskServeOutput;
-        const serves = { ...context.serves };
-        delete serves[serveKey(result.requesterPeerId, result.taskId)];
-        enqueue.assign({ serves, served: [...context.served, result].slice(-HISTORY_LIMIT) });
-        enqueue.emit({ type: 'handoff.serveDone', output: result });
-      } else if (id.startsWith('link-')) {
-        const peerId = id.slice('link-'.length);
-        const { [peerId]: _closed, ...linkUse } = context.linkUse;
-        enqueue.assign({ linkUse });
-        lostPeer(enqueue, children, peerId, 'link closed');
+        output = {
+          taskId: ((last?.delegation as { taskId?: string } | undefined)?.taskId ?? id) as string,
+          requesterPeerId: (last?.requesterPeerId as string | undefined) ?? '',
+          outcome: 'failed',
+          usage: undefined,
+          chars: (last?.chars as number | undefined) ?? 0,
+          error: message,
+        } satisfies TaskServeOutput;
+      } else if (!id.startsWith('link-')) {
+        enqueue.assign({ fault: `${id}: ${message}` });
+        return;
       }
-      if (children[id]) enqueue.stopChild(id);
+      reap(context, enqueue, children, id, output);
     }),
   },
 }).createMachine({
   id: 'handoff',
   description:
     'The client: one signaling connection, discovery, a pool of peer links, and the tasks running over them.',
-  context: ({ input }) => {
+  context: ({ input, self }) => {
     const models = input.models ?? [];
     return {
       environment: input.environment,
+      identity: input.identity,
+      keyring: new Keyring((peerId) => self.send({ type: 'keyring.lookup', peerId })),
       provider: input.provider,
       models,
       capabilities: input.capabilities ?? { hasAI: Boolean(input.provider), models },
@@ -367,6 +439,7 @@ export const handoffMachine = setup({
       history: [],
       served: [],
       lastServerError: undefined,
+      fault: undefined,
     };
   },
   invoke: [
@@ -374,7 +447,11 @@ export const handoffMachine = setup({
       id: 'connection',
       systemId: 'connection',
       src: 'connection',
-      input: ({ context }) => ({ WebSocket: context.environment.WebSocket, ...context.connectionOptions }),
+      input: ({ context }) => ({
+        WebSocket: context.environment.WebSocket,
+        ...context.connectionOptions,
+        ...(context.identity ? { publicKey: context.identity.publicKey } : {}),
+      }),
     },
     { id: 'discovery', systemId: 'discovery', src: 'discovery', input: {} },
   ],
@@ -386,8 +463,8 @@ export const handoffMachine = setup({
     'user.discover': { actions: 'toDiscovery' },
     'user.delegate': { actions: 'startRequest' },
     'user.cancel': { actions: 'cancelRequest' },
-    'peer-capability-update': { actions: 'toDiscovery' },
-    'peers-discovered': { actions: 'toDiscovery' },
+    'peer-capability-update': { actions: ['learnKeys', 'toDiscovery'] },
+    'peers-discovered': { actions: ['learnKeys', 'toDiscovery'] },
     'peer-left': { actions: ['toDiscovery', 'peerGone'] },
     offer: { actions: 'toLink' },
     answer: { actions: 'toLink' },
@@ -399,8 +476,11 @@ export const handoffMachine = setup({
     'link.rtt': { actions: 'toDiscovery' },
     'link.transport': { actions: 'pathChanged' },
     'link.silent': { actions: 'peerSilent' },
+    'link.violation': { actions: 'peerMisbehaved' },
+    'keyring.lookup': { actions: 'lookUpKey' },
     'task.send': { actions: 'sendToPeer' },
     'xstate.done.actor.*': { actions: 'reapChild' },
+    'xstate.error.actor.*': { actions: 'reapFailedChild' },
   },
 });
 
@@ -409,6 +489,8 @@ export type HandoffActor = ActorRefFrom<typeof handoffMachine>;
 /** The part of XState's `enqueue` the helpers below use (method syntax: checked bivariantly). */
 interface Enqueue {
   sendTo(target: string, event: { type: string; [key: string]: unknown }): void;
+  assign(values: Partial<HandoffContext>): void;
+  emit(event: HandoffEmitted): void;
   stopChild(id: string): void;
   spawnChild(src: 'peerLink', options: { id: string; input: PeerLinkInput }): void;
 }
@@ -421,21 +503,22 @@ function openLink(
   system: { get(id: string): { getSnapshot(): { context: Record<string, unknown> } } | undefined },
   peerId: string,
   initiator: boolean,
-): boolean {
+): { opened: true; evicted?: string } | { opened: false; reason: string } {
   const session = system.get('connection')?.getSnapshot().context as
     | { peerId?: string; iceServers?: [] }
     | undefined;
-  if (!session?.peerId) return false;
+  if (!session?.peerId) return { opened: false, reason: 'not connected to the signaling server yet' };
   const open = Object.keys(children).filter((id) => id.startsWith('link-'));
+  let evicted: string | undefined;
   if (open.length >= context.maxLinks) {
     const busy = busyPeers(children);
     const idle = open
       .map((id) => id.slice('link-'.length))
       .filter((peer) => !busy.has(peer))
       .sort((a, b) => (context.linkUse[a] ?? 0) - (context.linkUse[b] ?? 0));
-    const victim = idle[0];
-    if (victim === undefined) return false;
-    enqueue.stopChild(linkId(victim));
+    evicted = idle[0];
+    if (evicted === undefined) return { opened: false, reason: 'no free peer link (pool exhausted)' };
+    enqueue.stopChild(linkId(evicted));
   }
   enqueue.spawnChild('peerLink', {
     id: linkId(peerId),
@@ -450,9 +533,10 @@ function openLink(
         : {}),
       ...context.link,
       now: context.now,
+      ...(context.identity ? { identity: context.identity, keyring: context.keyring } : {}),
     },
   });
-  return true;
+  return evicted === undefined ? { opened: true } : { opened: true, evicted };
 }
 
 /** Tells every task that depends on `peerId` that it is gone. */
@@ -467,4 +551,38 @@ function lostPeer(enqueue: Enqueue, children: Children, peerId: string, reason: 
       enqueue.sendTo(id, { type: 'requester.lost' });
     }
   }
+}
+
+/** Records a finished (or failed) child, tells tasks about a lost link, and stops the child. */
+function reap(
+  context: HandoffContext,
+  enqueue: Enqueue,
+  children: Children,
+  id: string,
+  output: unknown,
+): void {
+  if (id.startsWith('request-')) {
+    const result = output as TaskRequestOutput;
+    enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
+    enqueue.emit({ type: 'handoff.taskDone', output: result });
+  } else if (id.startsWith('serve-')) {
+    const result = output as TaskServeOutput;
+    const serves = { ...context.serves };
+    delete serves[serveKey(result.requesterPeerId, result.taskId)];
+    enqueue.assign({ serves, served: [...context.served, result].slice(-HISTORY_LIMIT) });
+    enqueue.emit({ type: 'handoff.serveDone', output: result });
+  } else if (id.startsWith('link-')) {
+    const peerId = id.slice('link-'.length);
+    const { [peerId]: _closed, ...linkUse } = context.linkUse;
+    enqueue.assign({ linkUse });
+    lostPeer(enqueue, children, peerId, 'link closed');
+  }
+  if (children[id]) enqueue.stopChild(id);
+}
+
+/** `linkUse` less a recycled link's entry. */
+function withoutPeer(linkUse: Record<string, number>, peerId: string | undefined): Record<string, number> {
+  if (peerId === undefined) return linkUse;
+  const { [peerId]: _recycled, ...rest } = linkUse;
+  return rest;
 }

@@ -2,12 +2,15 @@ import { assign, enqueueActions, raise, sendParent, sendTo, setup } from 'xstate
 import type {
   IceCandidate,
   IceServer,
+  Identity,
   RoutedClientMessage,
   ServerMessage,
   TaskMessage,
 } from '../protocol/index.ts';
 import { type RtcCommand, type RtcEvent, rtcPeerActor } from './actors/rtc-peer.actor.ts';
+import { type SealEvent, sealActor } from './actors/seal.actor.ts';
 import type { RTCPeerConnectionConstructor } from './environment.ts';
+import type { Keyring } from './keyring.ts';
 import { LinkAssembler, LinkFramer, type LinkMessage } from './link-framing.ts';
 
 export interface PeerLinkInput {
@@ -26,6 +29,9 @@ export interface PeerLinkInput {
   pingIntervalMs?: number;
   /** Nothing heard for this long over an open path: the peer is presumed gone (tasks move on). */
   silenceTimeoutMs?: number;
+  /** Our signing identity and the others' keys: task messages are signed out and verified in. */
+  identity?: Identity;
+  keyring?: Keyring;
   now?: () => number;
 }
 
@@ -40,6 +46,8 @@ export interface LinkSample {
 export type LinkTransport = 'none' | 'direct' | 'relayed';
 
 export interface PeerLinkContext {
+  identity: Identity | undefined;
+  keyring: Keyring | undefined;
   localPeerId: string;
   remotePeerId: string;
   initiator: boolean;
@@ -79,6 +87,7 @@ export type PeerLinkEvent =
   | RtcEvent
   | Extract<ServerMessage, { type: 'offer' | 'answer' | 'ice-candidate' | 'relay' }>
   | { type: 'relay.message'; message: LinkMessage; bytes: number }
+  | SealEvent
   | { type: 'link.send'; message: LinkMessage }
   | { type: 'link.close' }
   | { type: 'link.unreachable'; reason: string };
@@ -91,6 +100,7 @@ export type LinkToParent =
   | { type: 'link.rtt'; peerId: string; rttMs: number }
   | { type: 'link.transport'; peerId: string; transport: LinkTransport }
   | { type: 'link.silent'; peerId: string }
+  | { type: 'link.violation'; peerId: string; reason: string; messageType: string }
   | { type: 'link.signal'; message: RoutedClientMessage };
 
 type InboundEvent = Extract<PeerLinkEvent, { type: 'rtc.message' | 'relay.message' }>;
@@ -103,7 +113,7 @@ const inbound = [
     guard: 'isPong' as const,
     actions: ['countReceived' as const, 'measureRtt' as const, 'reportRtt' as const],
   },
-  { actions: ['countReceived' as const, 'deliver' as const] },
+  { actions: ['countReceived' as const, 'open' as const] },
 ];
 
 export const peerLinkMachine = setup({
@@ -114,7 +124,7 @@ export const peerLinkMachine = setup({
     emitted: {} as PeerLinkEmitted,
     tags: {} as 'direct' | 'relayed' | 'connecting',
   },
-  actors: { rtcPeer: rtcPeerActor },
+  actors: { rtcPeer: rtcPeerActor, seal: sealActor },
   delays: {
     directTimeout: ({ context }) => context.directTimeoutMs,
     restartTimeout: ({ context }) => context.restartTimeoutMs,
@@ -182,7 +192,7 @@ export const peerLinkMachine = setup({
     deliver: sendParent(({ context, event }) => ({
       type: 'link.message' as const,
       peerId: context.remotePeerId,
-      message: (event as InboundEvent).message,
+      message: (event as Extract<SealEvent, { type: 'seal.opened' }>).message,
     })),
     replyPong: ({ event, self }) => {
       const { message } = event as InboundEvent;
@@ -211,6 +221,42 @@ export const peerLinkMachine = setup({
       silent: false,
     }),
     handleAgain: raise(({ event }) => event),
+    /** Outbound: signed (in order) before it takes whatever path is open. */
+    seal: sendTo('seal', ({ event }) => ({
+      type: 'seal.out' as const,
+      message: (event as Extract<PeerLinkEvent, { type: 'link.send' }>).message,
+    })),
+    /** Inbound task messages are verified (in order) before they are delivered. */
+    open: sendTo('seal', ({ event }) => ({
+      type: 'seal.in' as const,
+      message: (event as InboundEvent).message,
+      bytes: (event as InboundEvent).bytes,
+    })),
+    reportViolation: sendParent(({ context, event }) => {
+      const rejected = event as Extract<SealEvent, { type: 'seal.rejected' }>;
+      return {
+        type: 'link.violation' as const,
+        peerId: context.remotePeerId,
+        reason: rejected.reason,
+        messageType: rejected.message.type,
+      };
+    }),
+    /** An unsigned or tampered delegation is refused, with the reason, rather than ignored. */
+    refuseUnsigned: enqueueActions(({ event, enqueue, self }) => {
+      const { message, reason } = event as Extract<SealEvent, { type: 'seal.rejected' }>;
+      if (message.type !== 'prompt-delegation') return;
+      enqueue(() =>
+        self.send({
+          type: 'link.send',
+          message: {
+            type: 'task-rejected',
+            taskId: message.taskId,
+            reason: 'unsigned',
+            message: `task refused: ${reason}`.slice(0, 500),
+          },
+        }),
+      );
+    }),
     /** No open path while restarting: silence is not counted against the peer meanwhile. */
     pathDown: assign({ transport: 'none' }),
     markSilent: assign({ silent: true }),
@@ -223,10 +269,10 @@ export const peerLinkMachine = setup({
     }),
     sendDirect: sendTo('rtc', ({ event }) => ({
       type: 'rtc.send' as const,
-      message: (event as Extract<PeerLinkEvent, { type: 'link.send' }>).message,
+      message: (event as Extract<PeerLinkEvent, { type: 'seal.sealed' }>).message,
     })),
     sendRelayed: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'link.send') return;
+      if (event.type !== 'seal.sealed') return;
       let bytes = 0;
       for (const frame of context.framer.frames(event.message)) {
         bytes += JSON.stringify(frame).length;
@@ -241,12 +287,14 @@ export const peerLinkMachine = setup({
     /** Holds messages until a path opens; RTT probes are not held (they would measure the wait). */
     queue: assign({
       outbox: ({ context, event }) =>
-        event.type === 'link.send' && event.message.type !== 'link-ping' && event.message.type !== 'link-pong'
+        event.type === 'seal.sealed' &&
+        event.message.type !== 'link-ping' &&
+        event.message.type !== 'link-pong'
           ? [...context.outbox, event.message].slice(-LINK_OUTBOX_LIMIT)
           : context.outbox,
     }),
     flushOutbox: ({ context, self }) => {
-      for (const message of context.outbox) self.send({ type: 'link.send', message });
+      for (const message of context.outbox) self.send({ type: 'seal.sealed', message });
     },
     clearOutbox: assign({ outbox: [] }),
     // A path just opened: silence is measured from now, not from when the link was created.
@@ -306,6 +354,8 @@ export const peerLinkMachine = setup({
   context: ({ input }) => {
     const now = input.now ?? Date.now;
     return {
+      identity: input.identity,
+      keyring: input.keyring,
       localPeerId: input.localPeerId,
       remotePeerId: input.remotePeerId,
       initiator: input.initiator,
@@ -337,16 +387,28 @@ export const peerLinkMachine = setup({
   states: {
     active: {
       type: 'parallel',
-      invoke: {
-        id: 'rtc',
-        src: 'rtcPeer',
-        input: ({ context }) => ({
-          RTCPeerConnection: context.RTCPeerConnection,
-          configuration: context.configuration,
-          polite: context.polite,
-          initiator: context.initiator,
-        }),
-      },
+      invoke: [
+        {
+          id: 'rtc',
+          src: 'rtcPeer',
+          input: ({ context }) => ({
+            RTCPeerConnection: context.RTCPeerConnection,
+            configuration: context.configuration,
+            polite: context.polite,
+            initiator: context.initiator,
+          }),
+        },
+        {
+          id: 'seal',
+          src: 'seal',
+          input: ({ context }) => ({
+            identity: context.identity,
+            keyring: context.keyring,
+            localPeerId: context.localPeerId,
+            remotePeerId: context.remotePeerId,
+          }),
+        },
+      ],
       on: {
         'rtc.description': { actions: 'signalDescription' },
         'rtc.candidate': { actions: 'signalCandidate' },
@@ -355,6 +417,9 @@ export const peerLinkMachine = setup({
         'ice-candidate': { guard: 'fromRemote', actions: 'applyRemoteSignal' },
         'rtc.message': inbound,
         'relay.message': inbound,
+        'link.send': { actions: 'seal' },
+        'seal.opened': { actions: 'deliver' },
+        'seal.rejected': { actions: ['reportViolation', 'refuseUnsigned'] },
         relay: { guard: 'fromRemote', actions: 'assembleRelay' },
         'rtc.sent': { actions: 'countSent' },
         'rtc.error': { actions: 'recordError' },
@@ -374,7 +439,7 @@ export const peerLinkMachine = setup({
                 // The peer already fell back to the relay: follow it, then handle the message there
                 // (this transition pre-empts the active-level delivery, hence the re-raise).
                 'relay.message': { target: 'relayed', actions: 'handleAgain' },
-                'link.send': { actions: 'queue' },
+                'seal.sealed': { actions: 'queue' },
               },
               after: { directTimeout: 'relayed' },
             },
@@ -383,7 +448,7 @@ export const peerLinkMachine = setup({
               description: 'A WebRTC data channel is open: traffic goes peer to peer.',
               entry: ['setDirect', 'announceTransport', 'flushOutbox', 'clearOutbox'],
               on: {
-                'link.send': { actions: 'sendDirect' },
+                'seal.sealed': { actions: 'sendDirect' },
                 'rtc.connectionState': { guard: 'connectionBroken', target: 'restarting' },
                 'rtc.channelClosed': 'restarting',
               },
@@ -397,7 +462,7 @@ export const peerLinkMachine = setup({
                 'rtc.channelOpen': 'direct',
                 'rtc.connectionState': { guard: 'connectionRestored', target: 'direct' },
                 'relay.message': { target: 'relayed', actions: 'handleAgain' },
-                'link.send': { actions: 'queue' },
+                'seal.sealed': { actions: 'queue' },
               },
               after: { restartTimeout: 'relayed' },
             },
@@ -406,7 +471,7 @@ export const peerLinkMachine = setup({
               description: 'No direct path: task traffic travels through the signaling server.',
               entry: ['setRelayed', 'announceTransport', 'flushOutbox', 'clearOutbox'],
               on: {
-                'link.send': { actions: 'sendRelayed' },
+                'seal.sealed': { actions: 'sendRelayed' },
                 'rtc.channelOpen': 'direct',
               },
             },

@@ -6,4 +6,5 @@ export * from './limits.ts';
 export * from './primitives.ts';
 export * from './ranking.ts';
 export * from './signaling.ts';
+export * from './signing.ts';
 export * from './task.ts';

@@ -79,3 +79,10 @@ export const Metadata = v.pipe(
   ),
 );
 export type Metadata = v.InferOutput<typeof Metadata>;
+
+/** An Ed25519 public key, raw 32 bytes in base64url (43 characters). */
+export const PublicKey = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes of base64url'));
+export type PublicKey = v.InferOutput<typeof PublicKey>;
+
+/** An Ed25519 signature, 64 bytes in base64url (86 characters). */
+export const Signature = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{86}$/, 'must be 64 bytes of base64url'));

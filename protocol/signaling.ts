@@ -15,7 +15,7 @@ import {
   MAX_SDP_MID_LENGTH,
   MAX_UFRAG_LENGTH,
 } from './limits.ts';
-import { Capabilities, ModelName, nonNegative, PeerId, RequestId } from './primitives.ts';
+import { Capabilities, ModelName, nonNegative, PeerId, PublicKey, RequestId } from './primitives.ts';
 import { TaskPayload } from './task.ts';
 
 /*
@@ -73,6 +73,8 @@ export type DiscoveryRequirements = v.InferOutput<typeof DiscoveryRequirements>;
 export const DiscoveredPeer = v.object({
   peerId: PeerId,
   capabilities: Capabilities,
+  /** The peer's registered Ed25519 key: its task messages verify against it. */
+  publicKey: v.optional(PublicKey),
   /** 0..100, higher is better. */
   score: nonNegative(100),
 });
@@ -83,6 +85,8 @@ export type DiscoveredPeer = v.InferOutput<typeof DiscoveredPeer>;
 export const CapabilityAnnounce = v.object({
   type: v.literal('capability-announce'),
   capabilities: Capabilities,
+  /** Registers this peer's Ed25519 public key with its peer id (the first one sticks). */
+  publicKey: v.optional(PublicKey),
 });
 export const Discover = v.object({
   type: v.literal('discover'),
@@ -110,6 +114,8 @@ export const ClientRelay = v.object({ type: v.literal('relay'), targetPeerId: Pe
 export const ClientHeartbeat = v.object({ type: v.literal('heartbeat'), ts: nonNegative(1e15) });
 /** Asks for a fresh ICE server list (TURN credentials expire). */
 export const IceServersRequest = v.object({ type: v.literal('ice-servers-request') });
+/** Asks for a peer's capabilities and public key (answered with `peer-capability-update`). */
+export const PeerLookup = v.object({ type: v.literal('peer-lookup'), peerId: PeerId });
 /** Leaves for good: no resume grace, `peer-left` goes out at once. */
 export const Leave = v.object({ type: v.literal('leave') });
 
@@ -122,6 +128,7 @@ export const ClientMessage = v.variant('type', [
   ClientRelay,
   ClientHeartbeat,
   IceServersRequest,
+  PeerLookup,
   Leave,
 ]);
 export type ClientMessage = v.InferOutput<typeof ClientMessage>;
@@ -154,6 +161,7 @@ export const PeerCapabilityUpdate = v.object({
   type: v.literal('peer-capability-update'),
   peerId: PeerId,
   capabilities: Capabilities,
+  publicKey: v.optional(PublicKey),
 });
 export const PeersDiscovered = v.object({
   type: v.literal('peers-discovered'),

@@ -8,7 +8,7 @@ import {
   MAX_REASON_LENGTH,
   MAX_TASK_TIMEOUT_MS,
 } from './limits.ts';
-import { Capabilities, Metadata, ModelName, nonNegative, TaskId } from './primitives.ts';
+import { Capabilities, Metadata, ModelName, nonNegative, Signature, TaskId } from './primitives.ts';
 
 /**
  * Peer <-> peer task traffic. It travels over a WebRTC data channel, or through the signaling
@@ -44,6 +44,8 @@ export const PromptDelegation = v.object({
   model: v.optional(ModelName),
   /** Text already received from a peer that vanished: the new peer continues after it. */
   continueFrom: v.optional(v.pipe(v.string(), v.maxLength(MAX_PROMPT_LENGTH))),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type PromptDelegation = v.InferOutput<typeof PromptDelegation>;
 
@@ -53,6 +55,8 @@ export const TaskAccepted = v.object({
   /** 0 when the task runs now; otherwise its place in the serving peer's queue. */
   queuePosition: count(10_000),
   model: v.optional(ModelName),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type TaskAccepted = v.InferOutput<typeof TaskAccepted>;
 
@@ -62,6 +66,8 @@ export const TaskRejected = v.object({
   reason: TaskRejectReason,
   message: v.pipe(v.string(), v.maxLength(MAX_ERROR_MESSAGE_LENGTH)),
   retryAfterMs: v.optional(count(86_400_000)),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type TaskRejected = v.InferOutput<typeof TaskRejected>;
 
@@ -73,6 +79,8 @@ export const PromptResponse = v.object({
   chunk: v.pipe(v.string(), v.maxLength(MAX_CHUNK_LENGTH)),
   isComplete: v.boolean(),
   metadata: v.optional(Metadata),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type PromptResponse = v.InferOutput<typeof PromptResponse>;
 
@@ -81,6 +89,8 @@ export const ChunkAck = v.object({
   type: v.literal('chunk-ack'),
   taskId: TaskId,
   seq: count(1_000_000_000),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type ChunkAck = v.InferOutput<typeof ChunkAck>;
 
@@ -88,6 +98,8 @@ export const TaskCancel = v.object({
   type: v.literal('task-cancel'),
   taskId: TaskId,
   reason: v.optional(v.pipe(v.string(), v.maxLength(MAX_REASON_LENGTH))),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type TaskCancel = v.InferOutput<typeof TaskCancel>;
 
@@ -96,6 +108,8 @@ export const TaskFailed = v.object({
   taskId: TaskId,
   code: v.picklist(['provider-error', 'timeout', 'quota-exhausted', 'internal']),
   message: v.pipe(v.string(), v.maxLength(MAX_ERROR_MESSAGE_LENGTH)),
+  /** The sender's Ed25519 signature (see protocol/signing.ts). */
+  sig: v.optional(Signature),
 });
 export type TaskFailed = v.InferOutput<typeof TaskFailed>;
 

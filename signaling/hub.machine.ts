@@ -35,7 +35,7 @@ export type HubEvent =
       protocolVersion: number;
       ip: string;
     }
-  | { type: 'peer.announced'; peerId: string; capabilities: Capabilities }
+  | { type: 'peer.announced'; peerId: string; capabilities: Capabilities; publicKey?: string }
   | { type: 'updates.flush' }
   | { type: 'hub.shutdown' }
   | { type: `xstate.done.actor.${string}`; output: SocketOutput };
@@ -219,7 +219,7 @@ export const hubMachine = setup({
       const entry = context.registry.get(event.peerId);
       if (!entry?.port) return;
       if (!entry.capabilities) context.firstAnnouncements.add(event.peerId);
-      context.registry.announce(entry, event.capabilities);
+      context.registry.announce(entry, event.capabilities, event.publicKey);
       const first = context.pendingUpdates.size === 0;
       context.pendingUpdates.set(event.peerId, event.capabilities);
       if (first) enqueue.raise({ type: 'updates.flush' }, { delay: 'coalesce', id: 'flush' });
@@ -227,7 +227,7 @@ export const hubMachine = setup({
     flushUpdates: ({ context }) => {
       const updates = [...context.pendingUpdates].map(([peerId, capabilities]) => ({
         peerId,
-        text: encodeMessage({ type: 'peer-capability-update', peerId, capabilities }),
+        text: encodeMessage(capabilityUpdate(context.registry.get(peerId), peerId, capabilities)),
       }));
       context.pendingUpdates.clear();
       context.firstAnnouncements.clear();
@@ -301,6 +301,7 @@ function newEntry(peerId: string): PeerEntry {
     socketId: null,
     port: null,
     capabilities: null,
+    publicKey: null,
     contacts: null,
     graceUntil: 0,
     tokenIssuedAt: 0,
@@ -321,5 +322,15 @@ function socketPolicyOf(config: SignalingConfig): SocketPolicy {
     congestionLowWaterBytes: config.congestionLowWaterBytes,
     closingTimeoutMs: 2_000,
     hangUpWaitMs: Math.min(1_000, Math.floor(config.shutdownGraceMs / 2)),
+  };
+}
+
+/** The `peer-capability-update` the others get about a peer (with its registered key, if any). */
+export function capabilityUpdate(entry: PeerEntry | undefined, peerId: string, capabilities: Capabilities) {
+  return {
+    type: 'peer-capability-update' as const,
+    peerId,
+    capabilities,
+    ...(entry?.publicKey ? { publicKey: entry.publicKey } : {}),
   };
 }

@@ -16,6 +16,8 @@ export interface PeerEntry {
   socketId: string | null;
   port: SocketPort | null;
   capabilities: Capabilities | null;
+  /** The Ed25519 key registered with this peer id (the first one announced sticks). */
+  publicKey: string | null;
   /** Peers this one exchanged routed messages with; they hear of its leave even if it never announced. */
   contacts: Set<string> | null;
   /** When a session without a socket is forgotten (ms since epoch); 0 while connected. */
@@ -79,8 +81,9 @@ export class PeerRegistry {
     this.#sync(entry);
   }
 
-  announce(entry: PeerEntry, capabilities: Capabilities): void {
+  announce(entry: PeerEntry, capabilities: Capabilities, publicKey?: string): void {
     entry.capabilities = capabilities;
+    if (publicKey && !entry.publicKey) entry.publicKey = publicKey;
     this.#sync(entry);
   }
 
@@ -120,7 +123,12 @@ export class PeerRegistry {
     for (const entry of this.#announced) {
       const capabilities = entry.capabilities as Capabilities;
       if (entry.peerId === requesterId || !peerMatches(capabilities, requirements)) continue;
-      const candidate = { peerId: entry.peerId, capabilities, score: scorePeer(capabilities, requirements) };
+      const candidate: DiscoveredPeer = {
+        peerId: entry.peerId,
+        capabilities,
+        score: scorePeer(capabilities, requirements),
+        ...(entry.publicKey ? { publicKey: entry.publicKey } : {}),
+      };
       if (best.length === limit && compareRanked(candidate, best[limit - 1] as DiscoveredPeer) >= 0) continue;
       insertSorted(best, candidate, limit);
     }

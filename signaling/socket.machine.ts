@@ -164,11 +164,32 @@ export const socketMachine = setup({
         `protocol version ${context.protocolVersion} is not supported; this server speaks ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
       );
     },
-    notifyAnnounced: sendParent(({ context, event }) => ({
-      type: 'peer.announced' as const,
-      peerId: context.peerId,
-      capabilities: (event as Extract<ClientMessage, { type: 'capability-announce' }>).capabilities,
-    })),
+    notifyAnnounced: sendParent(({ context, event }) => {
+      const announce = event as Extract<ClientMessage, { type: 'capability-announce' }>;
+      return {
+        type: 'peer.announced' as const,
+        peerId: context.peerId,
+        capabilities: announce.capabilities,
+        ...(announce.publicKey ? { publicKey: announce.publicKey } : {}),
+      };
+    }),
+    answerLookup: ({ context, event }) => {
+      if (event.type !== 'peer-lookup') return;
+      const entry = context.registry.get(event.peerId);
+      if (entry?.capabilities) {
+        context.port.send({
+          type: 'peer-capability-update',
+          peerId: entry.peerId,
+          capabilities: entry.capabilities,
+          ...(entry.publicKey ? { publicKey: entry.publicKey } : {}),
+        });
+      } else {
+        replyError(context, 'unknown-target', `peer ${event.peerId} is not known here`, {
+          inReplyTo: 'peer-lookup',
+          targetPeerId: event.peerId,
+        });
+      }
+    },
     answerDiscover: ({ context, event }) => {
       if (event.type !== 'discover') return;
       const peers = context.registry.discover(event.requirements, context.peerId);
@@ -370,6 +391,7 @@ export const socketMachine = setup({
                 'ice-candidate': { actions: 'route' },
                 relay: { actions: 'route' },
                 'ice-servers-request': { actions: 'sendIceServers' },
+                'peer-lookup': { actions: 'answerLookup' },
               },
             },
           },

@@ -179,6 +179,7 @@ export const socketSpec = setup({
                 'ice-candidate': { actions: ['forward', 'hear'] },
                 relay: { actions: ['forward', 'hear'] },
                 'ice-servers-request': { actions: [reply('ice-servers'), 'hear'] },
+                'peer-lookup': { actions: [reply('error:unknown-target'), 'hear'] },
                 heartbeat: { actions: 'hear' },
               },
             },

@@ -56,6 +56,7 @@ const SPEC_EVENTS: SpecEvent[] = [
   { type: 'relay', targetPeerId: TARGET, payload: { type: 'link-ping', ts: 42 } },
   { type: 'heartbeat', ts: 42 },
   { type: 'ice-servers-request' },
+  { type: 'peer-lookup', peerId: 'nobody-here' },
   { type: 'leave' },
   {
     type: 'socket.invalid',
@@ -154,6 +155,7 @@ const entry = (peerId: string, socketId: string): PeerEntry => ({
   socketId,
   port: null,
   capabilities: null,
+  publicKey: null,
   contacts: null,
   graceUntil: 0,
   tokenIssuedAt: 0,

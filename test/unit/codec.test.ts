@@ -99,6 +99,7 @@ const validClient: Record<ClientMessage['type'], ClientMessage> = {
   relay: { type: 'relay', targetPeerId: 'peer-b', payload: delegation },
   heartbeat: { type: 'heartbeat', ts: 1_767_225_600_000 },
   'ice-servers-request': { type: 'ice-servers-request' },
+  'peer-lookup': { type: 'peer-lookup', peerId: 'peer-b' },
   leave: { type: 'leave' },
 };
 const validServer: Record<ServerMessage['type'], ServerMessage> = {

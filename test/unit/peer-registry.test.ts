@@ -11,6 +11,7 @@ const entry = (peerId: string): PeerEntry => ({
   socketId: null,
   port: null,
   capabilities: null,
+  publicKey: null,
   contacts: null,
   graceUntil: 0,
   tokenIssuedAt: 0,
