@@ -16,9 +16,13 @@ import {
   handoffMachine,
   requestId,
 } from './handoff.machine.ts';
+import type { RoutePlan } from './route-planner.ts';
+import { SecurityManager } from './security/security-manager.ts';
 import type { TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
 
-export interface HandoffOptions extends Omit<HandoffInput, 'environment' | 'models'> {
+export interface HandoffOptions extends Omit<HandoffInput, 'environment' | 'models' | 'security'> {
+  /** The serving side's security manager; one with the defaults unless given, none with `false`. */
+  security?: SecurityManager | false;
   /** WebSocket and RTCPeerConnection to use; defaults to the browser's. */
   environment?: HandoffEnvironment;
   /** XState inspection (the demo's inspector listens here). */
@@ -57,6 +61,14 @@ export interface Handoff {
   announce(capabilities: Capabilities): void;
   /** Asks the server for peers meeting `requirements`; resolves with them, best first. */
   discoverPeers(requirements?: DiscoveryRequirements): Promise<DiscoveredPeer[]>;
+  /**
+   * The design's quota-aware routing: runs the prompt on this peer's own AI when its model and
+   * quota allow, else delegates to the best peer that can serve it; when none can, the task ends at
+   * once with the reason (`plan.reason`) and nothing leaves this peer.
+   */
+  prompt(prompt: string, options?: DelegateOptions): DelegatedTask & { plan: RoutePlan };
+  /** Sets this peer's quota (needs the `quota` option); others hear of it (throttled). */
+  setQuota(totalQuota: number, usedQuota?: number): void;
   /** Delegates a prompt to `targetPeerId`, or to the best discovered peer. */
   delegatePrompt(
     prompt: string,
@@ -84,12 +96,21 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
   const models = options.provider ? await options.provider.models() : [];
   // Every peer signs its task messages; the key is registered when it announces.
   const identity = options.identity ?? (await createIdentity());
+  const { security, inspect: _inspect, ...rest } = options;
   const stateListeners = new Set<(state: DesignState) => void>();
   let lastState: DesignState | undefined;
   const userInspect = options.inspect;
 
   const actor = createActor(handoffMachine, {
-    input: { ...options, environment, models, identity },
+    input: {
+      ...rest,
+      environment,
+      models,
+      identity,
+      ...(options.security === false
+        ? {}
+        : { security: options.security ?? new SecurityManager({ now: options.now ?? Date.now }) }),
+    },
     inspect: (event) => {
       if (typeof userInspect === 'function') userInspect(event);
       else userInspect?.next?.(event);
@@ -139,6 +160,53 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
 
   actor.start();
 
+  /** Starts a task with `send` and follows it: its chunks, in order, and its result. */
+  function track(taskId: string, send: () => void): DelegatedTask {
+    const queue: string[] = [];
+    let done = false;
+    let wake: (() => void) | undefined;
+    const result = new Promise<TaskRequestOutput>((resolve) => {
+      const subscription = actor.on('handoff.taskDone', (event) => {
+        if (event.output.taskId !== taskId) return;
+        subscription.unsubscribe();
+        done = true;
+        wake?.();
+        resolve(event.output);
+      });
+    });
+    send();
+    const request = actor.getSnapshot().children[requestId(taskId)] as
+      | ActorRefFrom<typeof taskRequestMachine>
+      | undefined;
+    const chunkSubscription = request?.on('task.chunk', (event) => {
+      queue.push(event.text);
+      wake?.();
+    });
+    void result.then(() => chunkSubscription?.unsubscribe());
+    const chunks: AsyncIterable<string> = {
+      async *[Symbol.asyncIterator]() {
+        while (true) {
+          if (queue.length) {
+            yield queue.shift() as string;
+            continue;
+          }
+          if (done) return;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+      },
+    };
+    return {
+      taskId,
+      chunks,
+      result,
+      actor: request,
+      cancel: () => actor.send({ type: 'user.cancel', taskId }),
+    };
+  }
+
   const handoff: Handoff = {
     actor,
     async connect(signalingUrl) {
@@ -174,54 +242,27 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
     },
     delegatePrompt(prompt, targetPeerId, delegateOptions = {}) {
       const taskId = newTaskId();
-      const queue: string[] = [];
-      let done = false;
-      let wake: (() => void) | undefined;
-      const result = new Promise<TaskRequestOutput>((resolve) => {
-        const subscription = actor.on('handoff.taskDone', (event) => {
-          if (event.output.taskId !== taskId) return;
-          subscription.unsubscribe();
-          done = true;
-          wake?.();
-          resolve(event.output);
-        });
+      return track(taskId, () =>
+        actor.send({
+          type: 'user.delegate',
+          taskId,
+          prompt,
+          options: { ...delegateOptions, ...(targetPeerId ? { targetPeerId } : {}) },
+        }),
+      );
+    },
+    prompt(prompt, options = {}) {
+      const taskId = newTaskId();
+      let plan: RoutePlan | undefined;
+      const routed = actor.on('handoff.routed', (event) => {
+        if (event.taskId === taskId) plan = event.plan;
       });
-      actor.send({
-        type: 'user.delegate',
-        taskId,
-        prompt,
-        options: { ...delegateOptions, ...(targetPeerId ? { targetPeerId } : {}) },
-      });
-      const request = actor.getSnapshot().children[requestId(taskId)] as
-        | ActorRefFrom<typeof taskRequestMachine>
-        | undefined;
-      const chunkSubscription = request?.on('task.chunk', (event) => {
-        queue.push(event.text);
-        wake?.();
-      });
-      void result.then(() => chunkSubscription?.unsubscribe());
-      const chunks: AsyncIterable<string> = {
-        async *[Symbol.asyncIterator]() {
-          while (true) {
-            if (queue.length) {
-              yield queue.shift() as string;
-              continue;
-            }
-            if (done) return;
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-            });
-            wake = undefined;
-          }
-        },
-      };
-      return {
-        taskId,
-        chunks,
-        result,
-        actor: request,
-        cancel: () => actor.send({ type: 'user.cancel', taskId }),
-      };
+      const task = track(taskId, () => actor.send({ type: 'user.prompt', taskId, prompt, options }));
+      routed.unsubscribe();
+      return { ...task, plan: plan as RoutePlan };
+    },
+    setQuota(totalQuota, usedQuota) {
+      actor.send({ type: 'user.setQuota', totalQuota, ...(usedQuota !== undefined ? { usedQuota } : {}) });
     },
     async *handleIncomingPrompt(prompt, senderId) {
       const context = actor.getSnapshot().context;
@@ -233,10 +274,13 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
         priority: 5,
         timeout: 120_000,
       };
+      const quota = actor.system.get('quota')?.getSnapshot().context.quota;
       const verdict = context.servePolicy({
         delegation,
         fromPeerId: senderId,
         running: Object.keys(context.serves).length,
+        now: Date.now(),
+        ...(quota ? { quota } : {}),
       });
       if (!verdict.admitted) throw new PromptRefusedError(verdict.reason, verdict.message);
       const controller = new AbortController();

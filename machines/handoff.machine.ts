@@ -4,6 +4,7 @@ import type {
   DiscoveryRequirements,
   Identity,
   PromptDelegation,
+  QuotaStatus,
   ServerError,
 } from '../protocol/index.ts';
 import { connectionMachine, type ForwardedMessage } from './connection.machine.ts';
@@ -13,6 +14,10 @@ import { Keyring } from './keyring.ts';
 import type { LinkMessage } from './link-framing.ts';
 import { type LinkTransport, type PeerLinkInput, peerLinkMachine } from './peer-link.machine.ts';
 import type { AIProvider } from './providers/provider.ts';
+import { type QuotaInput, quotaMachine } from './quota.machine.ts';
+import { planRoute } from './route-planner.ts';
+import type { SecurityManager } from './security/security-manager.ts';
+import { taskLocalMachine } from './task-local.machine.ts';
 import { type TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
 import { type Admission, type TaskServeOutput, taskServeMachine } from './task-serve.machine.ts';
 
@@ -28,6 +33,9 @@ export type ServePolicy = (request: {
   delegation: PromptDelegation;
   fromPeerId: string;
   running: number;
+  /** This peer's own quota, when it has a quota monitor. */
+  quota?: QuotaStatus;
+  now: number;
 }) => Admission;
 
 export interface HandoffInput {
@@ -41,7 +49,14 @@ export interface HandoffInput {
   /** Sent as `requesterCapabilities` with every delegation. */
   capabilities?: Capabilities;
   servePolicy?: ServePolicy;
+  /**
+   * The security manager: prompt policy, per-peer rate limits, concurrency with a queue, the daily
+   * budget, trust and bans. Without one, a plain concurrency limit applies.
+   */
+  security?: SecurityManager;
   maxConcurrentServes?: number;
+  /** This peer's own AI quota (the design's Quota Monitor). Unset: unmetered. */
+  quota?: Omit<QuotaInput, 'now' | 'provider'> & { provider?: string };
   /** Open peer links at most (the design's ConnectionPool; default 10). */
   maxLinks?: number;
   link?: Pick<PeerLinkInput, 'directTimeoutMs' | 'restartTimeoutMs' | 'pingIntervalMs'>;
@@ -61,10 +76,12 @@ export interface HandoffContext {
   identity: Identity | undefined;
   /** The others' registered keys: what their task messages are verified against. */
   keyring: Keyring;
+  quotaInput: QuotaInput | undefined;
   provider: AIProvider | undefined;
   models: string[];
   capabilities: Capabilities;
   servePolicy: ServePolicy;
+  security: SecurityManager | undefined;
   maxLinks: number;
   link: HandoffInput['link'];
   connectionOptions: HandoffInput['connection'];
@@ -94,6 +111,10 @@ export type HandoffEvent =
   | { type: 'user.discover'; requirements: DiscoveryRequirements }
   | { type: 'user.delegate'; taskId: string; prompt: string; options: DelegateOptions }
   | { type: 'user.cancel'; taskId: string }
+  /** Runs locally or delegates, as the route planner decides (see route-planner.ts). */
+  | { type: 'user.prompt'; taskId: string; prompt: string; options: DelegateOptions }
+  | { type: 'user.setQuota'; totalQuota: number; usedQuota?: number }
+  | { type: 'quota.changed'; quota: QuotaStatus }
   | { type: 'link.message'; peerId: string; message: LinkMessage }
   | {
       type: 'link.signal';
@@ -110,29 +131,54 @@ export type HandoffEvent =
 
 export type HandoffEmitted =
   | { type: 'handoff.taskDone'; output: TaskRequestOutput }
-  | { type: 'handoff.serveDone'; output: TaskServeOutput };
+  | { type: 'handoff.serveDone'; output: TaskServeOutput }
+  | { type: 'handoff.routed'; taskId: string; plan: import('./route-planner.ts').RoutePlan };
 
 export const linkId = (peerId: string) => `link-${peerId}`;
 export const requestId = (taskId: string) => `request-${taskId}`;
 const serveKey = (peerId: string, taskId: string) => `${peerId} ${taskId}`;
 
+/** What any serving policy checks first: an AI to serve with, quota left, the model asked for. */
+function refusalFor(
+  provider: AIProvider | undefined,
+  models: string[],
+  { delegation, quota, now }: Parameters<ServePolicy>[0],
+): Admission | undefined {
+  if (!provider) return { admitted: false, reason: 'no-model', message: 'this peer has no AI to serve with' };
+  if (quota && quota.availableQuota < 1) {
+    return {
+      admitted: false,
+      reason: 'quota-exhausted',
+      message: 'this peer has used up its quota',
+      retryAfterMs: Math.min(86_400_000, Math.max(0, quota.resetTime - now)),
+    };
+  }
+  if (delegation.model && !models.includes(delegation.model)) {
+    return {
+      admitted: false,
+      reason: 'no-model',
+      message: `this peer does not offer model ${delegation.model}`,
+    };
+  }
+  return undefined;
+}
+
+/** The security manager decides after the basic checks (its queue replaces the plain limit). */
+export const securedServePolicy =
+  (provider: AIProvider | undefined, models: string[], security: SecurityManager): ServePolicy =>
+  (request) =>
+    refusalFor(provider, models, request) ?? security.admit(request.delegation, request.fromPeerId);
+
 export const defaultServePolicy =
   (provider: AIProvider | undefined, models: string[], maxConcurrent: number): ServePolicy =>
-  ({ delegation, running }) => {
-    if (!provider)
-      return { admitted: false, reason: 'no-model', message: 'this peer has no AI to serve with' };
-    if (delegation.model && !models.includes(delegation.model)) {
-      return {
-        admitted: false,
-        reason: 'no-model',
-        message: `this peer does not offer model ${delegation.model}`,
-      };
-    }
-    if (running >= maxConcurrent) {
+  (request) => {
+    const refusal = refusalFor(provider, models, request);
+    if (refusal) return refusal;
+    if (request.running >= maxConcurrent) {
       return {
         admitted: false,
         reason: 'busy',
-        message: `serving ${running} tasks already`,
+        message: `serving ${request.running} tasks already`,
         retryAfterMs: 1000,
       };
     }
@@ -174,6 +220,8 @@ export const handoffMachine = setup({
     peerLink: peerLinkMachine,
     taskRequest: taskRequestMachine,
     taskServe: taskServeMachine,
+    taskLocal: taskLocalMachine,
+    quota: quotaMachine,
   },
   actions: {
     toConnection: enqueueActions(({ event, enqueue }) => {
@@ -269,7 +317,13 @@ export const handoffMachine = setup({
           const key = serveKey(peerId, message.taskId);
           if (context.serves[key]) return; // a repeat of a task already running
           const running = Object.keys(context.serves).length;
-          const admission = context.servePolicy({ delegation: message, fromPeerId: peerId, running });
+          const admission = context.servePolicy({
+            delegation: message,
+            fromPeerId: peerId,
+            running,
+            now: context.now(),
+            ...(quotaOf(children) ? { quota: quotaOf(children) } : {}),
+          });
           const id = `serve-${context.serveSeq + 1}`;
           enqueue.spawnChild('taskServe', {
             id,
@@ -313,8 +367,15 @@ export const handoffMachine = setup({
       },
     })),
     /** A message that fails its signature: the tasks relying on that peer move on. */
-    peerMisbehaved: enqueueActions(({ event, enqueue, self }) => {
+    peerMisbehaved: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'link.violation') return;
+      const trust = context.security?.record({
+        type: 'violation',
+        peerId: event.peerId,
+        kind: event.reason,
+      }).trust;
+      if (trust)
+        enqueue.sendTo('discovery', { type: 'peer.trust', peerId: event.peerId, trust: trust.score });
       lostPeer(
         enqueue,
         self.getSnapshot().children as Children,
@@ -357,6 +418,94 @@ export const handoffMachine = setup({
           ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
         },
       });
+    }),
+    /** Runs a prompt where the route planner says: here, on the best peer, or nowhere (with why). */
+    routePrompt: enqueueActions(({ context, event, enqueue, system, self: root }) => {
+      if (event.type !== 'user.prompt') return;
+      const children = root.getSnapshot().children as Children;
+      if (children[requestId(event.taskId)]) return;
+      const connection = system.get('connection')?.getSnapshot();
+      const self = connection?.context.peerId as string | undefined;
+      const discovery = system.get('discovery')?.getSnapshot().context as
+        | { ranked: { peerId: string; capabilities: Capabilities }[]; known: Record<string, Capabilities> }
+        | undefined;
+      // Best first: the ranked peers, then any others we know of.
+      const ranked = discovery?.ranked ?? [];
+      const rest = Object.entries(discovery?.known ?? {})
+        .filter(([peerId]) => !ranked.some((peer) => peer.peerId === peerId))
+        .map(([peerId, capabilities]) => ({ peerId, capabilities }));
+      const quota = quotaOf(children);
+      const plan = planRoute({
+        ...(event.options.model ? { model: event.options.model } : {}),
+        local: { models: context.provider ? context.models : [], ...(quota ? { quota } : {}) },
+        peers: [...ranked, ...rest].filter((peer) => peer.peerId !== self),
+        connected: Boolean(connection?.hasTag('online')),
+        now: context.now(),
+      });
+      if (plan.route === 'local') {
+        enqueue.spawnChild('taskLocal', {
+          id: requestId(event.taskId),
+          input: {
+            taskId: event.taskId,
+            prompt: event.prompt,
+            provider: context.provider as AIProvider,
+            ...(event.options.model ? { model: event.options.model } : {}),
+            ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
+          },
+        });
+      } else if (plan.route === 'delegate') {
+        const target = event.options.targetPeerId;
+        const candidates =
+          target && plan.candidates.includes(target)
+            ? [target, ...plan.candidates.filter((p) => p !== target)]
+            : plan.candidates;
+        enqueue.spawnChild('taskRequest', {
+          id: requestId(event.taskId),
+          input: {
+            taskId: event.taskId,
+            prompt: event.prompt,
+            candidates,
+            requesterCapabilities: context.capabilities,
+            ...(event.options.priority !== undefined ? { priority: event.options.priority } : {}),
+            ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
+            ...(event.options.model ? { model: event.options.model } : {}),
+            ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
+          },
+        });
+      } else {
+        // Nothing left this peer: the task ends here, with the reason.
+        const result: TaskRequestOutput = {
+          taskId: event.taskId,
+          status: 'failed',
+          text: '',
+          attempts: [],
+          usage: undefined,
+          metadata: undefined,
+          error: { reason: 'no-peers', message: plan.reason },
+        };
+        enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
+        enqueue.emit({ type: 'handoff.taskDone', output: result });
+      }
+      enqueue.emit({ type: 'handoff.routed', taskId: event.taskId, plan });
+    }),
+    startQuota: enqueueActions(({ context, enqueue }) => {
+      if (context.quotaInput)
+        enqueue.spawnChild('quota', { id: 'quota', systemId: 'quota', input: context.quotaInput });
+    }),
+    setQuota: enqueueActions(({ event, enqueue, self }) => {
+      if (event.type !== 'user.setQuota' || !(self.getSnapshot().children as Children).quota) return;
+      enqueue.sendTo('quota', {
+        type: 'quota.set',
+        totalQuota: event.totalQuota,
+        ...(event.usedQuota !== undefined ? { usedQuota: event.usedQuota } : {}),
+      });
+    }),
+    /** The quota changed: what we announce changes with it (the quota monitor throttles this). */
+    announceQuota: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'quota.changed') return;
+      const capabilities = { ...context.capabilities, quota: event.quota };
+      enqueue.assign({ capabilities });
+      enqueue.sendTo('connection', { type: 'user.announce', capabilities });
     }),
     cancelRequest: enqueueActions(({ event, enqueue, self }) => {
       if (event.type !== 'user.cancel') return;
@@ -423,11 +572,18 @@ export const handoffMachine = setup({
       environment: input.environment,
       identity: input.identity,
       keyring: new Keyring((peerId) => self.send({ type: 'keyring.lookup', peerId })),
+      quotaInput: input.quota
+        ? { provider: input.provider?.id ?? 'none', ...input.quota, now: input.now ?? Date.now }
+        : undefined,
       provider: input.provider,
       models,
       capabilities: input.capabilities ?? { hasAI: Boolean(input.provider), models },
       servePolicy:
-        input.servePolicy ?? defaultServePolicy(input.provider, models, input.maxConcurrentServes ?? 2),
+        input.servePolicy ??
+        (input.security
+          ? securedServePolicy(input.provider, models, input.security)
+          : defaultServePolicy(input.provider, models, input.maxConcurrentServes ?? 2)),
+      security: input.security,
       maxLinks: input.maxLinks ?? 10,
       link: input.link,
       connectionOptions: input.connection,
@@ -442,6 +598,7 @@ export const handoffMachine = setup({
       fault: undefined,
     };
   },
+  entry: 'startQuota',
   invoke: [
     {
       id: 'connection',
@@ -463,6 +620,9 @@ export const handoffMachine = setup({
     'user.discover': { actions: 'toDiscovery' },
     'user.delegate': { actions: 'startRequest' },
     'user.cancel': { actions: 'cancelRequest' },
+    'user.prompt': { actions: 'routePrompt' },
+    'user.setQuota': { actions: 'setQuota' },
+    'quota.changed': { actions: 'announceQuota' },
     'peer-capability-update': { actions: ['learnKeys', 'toDiscovery'] },
     'peers-discovered': { actions: ['learnKeys', 'toDiscovery'] },
     'peer-left': { actions: ['toDiscovery', 'peerGone'] },
@@ -565,8 +725,51 @@ function reap(
     const result = output as TaskRequestOutput;
     enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
     enqueue.emit({ type: 'handoff.taskDone', output: result });
+    // A prompt run on our own AI counts against our quota.
+    if (result.metadata?.local === true && children.quota) {
+      enqueue.sendTo('quota', { type: 'quota.consume', usage: result.usage });
+    }
+    // How each peer that worked on it did feeds its trust (and so its ranking).
+    if (context.security) {
+      for (const attempt of result.attempts) {
+        if (attempt.peerId === 'local') continue;
+        const outcome =
+          attempt.outcome === 'pending' || attempt.outcome === 'streamed'
+            ? result.status === 'timedOut'
+              ? 'timedOut'
+              : 'cancelled'
+            : attempt.outcome;
+        const { trust } = context.security.record({ type: 'requested', peerId: attempt.peerId, outcome });
+        if (trust)
+          enqueue.sendTo('discovery', { type: 'peer.trust', peerId: attempt.peerId, trust: trust.score });
+      }
+    }
   } else if (id.startsWith('serve-')) {
     const result = output as TaskServeOutput;
+    // Serving someone else spends our quota too (a refusal spends nothing).
+    if (result.outcome !== 'rejected' && children.quota) {
+      enqueue.sendTo('quota', { type: 'quota.consume', usage: result.usage });
+    }
+    if (context.security) {
+      // The security manager frees the task's slot and may promote queued ones.
+      const { promoted, trust } = context.security.record({
+        type: 'served',
+        peerId: result.requesterPeerId,
+        taskId: result.taskId,
+        outcome: result.outcome,
+        usage: result.usage,
+      });
+      for (const next of promoted) {
+        const id = context.serves[serveKey(next.peerId, next.taskId)];
+        if (id && children[id]) enqueue.sendTo(id, { type: 'serve.start' });
+      }
+      if (trust)
+        enqueue.sendTo('discovery', {
+          type: 'peer.trust',
+          peerId: result.requesterPeerId,
+          trust: trust.score,
+        });
+    }
     const serves = { ...context.serves };
     delete serves[serveKey(result.requesterPeerId, result.taskId)];
     enqueue.assign({ serves, served: [...context.served, result].slice(-HISTORY_LIMIT) });
@@ -585,4 +788,9 @@ function withoutPeer(linkUse: Record<string, number>, peerId: string | undefined
   if (peerId === undefined) return linkUse;
   const { [peerId]: _recycled, ...rest } = linkUse;
   return rest;
+}
+
+/** This peer's own quota, if it has a quota monitor. */
+function quotaOf(children: Children): QuotaStatus | undefined {
+  return (children.quota?.getSnapshot().context as { quota?: QuotaStatus } | undefined)?.quota;
 }

@@ -39,6 +39,8 @@ export type TaskServeEvent =
   | { type: 'task-cancel'; taskId: string; reason?: string }
   | { type: 'requester.lost' }
   | { type: 'requester.pathChanged' }
+  /** A queued task got its slot. */
+  | { type: 'serve.start' }
   | { type: 'serve.shutdown' };
 
 export type TaskServeOutcome = 'completed' | 'rejected' | 'cancelled' | 'failed' | 'timedOut' | 'aborted';
@@ -73,6 +75,7 @@ export const taskServeMachine = setup({
   },
   guards: {
     admitted: ({ context }) => context.admission.admitted,
+    queued: ({ context }) => context.admission.admitted && (context.admission.queuePosition ?? 0) > 0,
   },
   actions: {
     accept: sendParent(({ context }) =>
@@ -189,9 +192,20 @@ export const taskServeMachine = setup({
     checking: {
       description: 'Policy and quota decide: accept, or refuse with a reason.',
       always: [
+        { guard: 'queued', target: 'queued', actions: 'accept' },
         { guard: 'admitted', target: 'streaming', actions: 'accept' },
         { target: 'rejected', actions: 'reject' },
       ],
+    },
+    queued: {
+      description: 'Accepted behind other tasks (the requester knows its position); waits for a slot.',
+      on: {
+        'serve.start': 'streaming',
+        'task-cancel': 'cancelled',
+        'requester.lost': 'aborted',
+        'serve.shutdown': { target: 'aborted', actions: 'sendShuttingDown' },
+      },
+      after: { taskTimeout: { target: 'timedOut', actions: 'sendTimeout' } },
     },
     streaming: {
       tags: 'busy',

@@ -106,12 +106,35 @@ describe('identity: keys registered with peer ids, task messages signed', () => 
       message: expect.stringContaining('bad signature'),
     });
 
-    const honest = await identity.sign(delegation('signed-1'), attacker.peerId, servingId);
-    attacker.send({ type: 'relay', targetPeerId: servingId, payload: honest });
-    expect(await replyTo('signed-1')).toMatchObject({ type: 'task-accepted' });
-    // Only the signed delegation ever became a serve task.
-    await waitUntil(() => serving.actor.getSnapshot().context.served.length > 0, 'the signed task is served');
+    // Those were violations: the sender is banned for a while, even with a good signature now.
+    const late = await identity.sign(delegation('late-1'), attacker.peerId, servingId);
+    attacker.send({ type: 'relay', targetPeerId: servingId, payload: late });
+    expect(await replyTo('late-1')).toMatchObject({ type: 'task-rejected', reason: 'banned' });
+
+    // Another peer that signs properly is served.
+    const honest = await TestClient.connect(server.url, { answerHeartbeats: true });
+    clients.push(honest);
+    const honestIdentity = await createIdentity();
+    honest.send({
+      type: 'capability-announce',
+      capabilities: { hasAI: false, models: [] },
+      publicKey: honestIdentity.publicKey,
+    });
+    const signed1 = await honestIdentity.sign(delegation('signed-1'), honest.peerId, servingId);
+    honest.send({ type: 'relay', targetPeerId: servingId, payload: signed1 });
+    const accepted = await honest.next(
+      'relay',
+      (m) => 'taskId' in m.payload && m.payload.taskId === 'signed-1',
+      8_000,
+    );
+    expect(accepted.payload).toMatchObject({ type: 'task-accepted' });
+    // Unsigned and tampered delegations never became tasks; the banned one was refused, the honest one served.
+    await waitUntil(
+      () => serving.actor.getSnapshot().context.served.length === 2,
+      'both signed tasks are settled',
+    );
     expect(serving.actor.getSnapshot().context.served.map((task) => [task.taskId, task.outcome])).toEqual([
+      ['late-1', 'rejected'],
       ['signed-1', 'completed'],
     ]);
   });

@@ -490,9 +490,10 @@ describe('handoff root: task traffic', () => {
     const fromB = delegation({ taskId: 't-2' });
     h.fromPeer(A, fromA);
     h.fromPeer(B, fromB);
+    // `now` comes from the root's clock; no quota monitor, so no `quota`.
     expect(asked).toEqual([
-      { delegation: fromA, fromPeerId: A, running: 0 },
-      { delegation: fromB, fromPeerId: B, running: 1 },
+      { delegation: fromA, fromPeerId: A, running: 0, now: h.clock.now() },
+      { delegation: fromB, fromPeerId: B, running: 1, now: h.clock.now() },
     ]);
     expect((h.fakes.get('serve-1').input as { admission: unknown }).admission).toEqual({
       admitted: true,

@@ -106,6 +106,11 @@ describe('task serve machine', () => {
       admission: { admitted: true, queuePosition: 3 },
     });
     await settle();
+    // Queued behind three: accepted with its position, and nothing runs until it gets a slot.
+    expect(s.sent()).toEqual([{ type: 'task-accepted', taskId: TASK, queuePosition: 3, model: 'demo-1' }]);
+    expect(s.snapshot().value).toBe('queued');
+    s.child.send({ type: 'serve.start' });
+    await settle();
     const expected = await demoPieces(provider, prompt);
 
     const sent = s.sent();
