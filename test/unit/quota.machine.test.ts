@@ -35,8 +35,11 @@ function start(
     },
   });
   const actor = createActor(parent, { clock }).start();
-  const quota = () =>
-    (actor.getSnapshot().children.quota?.getSnapshot() as { context: { quota: QuotaStatus } }).context.quota;
+  const quota = (): QuotaStatus => {
+    const child = actor.getSnapshot().children.quota;
+    if (!child) throw new Error('the quota monitor is not running');
+    return (child.getSnapshot() as { context: { quota: QuotaStatus } }).context.quota;
+  };
   return { clock, actor, announced, quota };
 }
 
@@ -56,7 +59,7 @@ describe('quota monitor', () => {
   });
 
   it('counts reported tokens when the unit is tokens, and never goes below zero available', () => {
-    const q = start({}, 'tokens');
+    const q = start('tokens');
     q.actor.send({ type: 'quota.consume', usage: { inputTokens: 3, outputTokens: 4 } });
     expect(q.quota()).toMatchObject({ usedQuota: 7, availableQuota: 3 });
     q.actor.send({ type: 'quota.consume', usage: { inputTokens: 30, outputTokens: 0 } });
