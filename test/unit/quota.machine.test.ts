@@ -5,11 +5,7 @@ import type { QuotaStatus } from '../../protocol/index.ts';
 
 const DAY = 24 * 60 * 60 * 1000;
 
-function start(
-  input: Partial<Parameters<typeof createActor<typeof quotaMachine>>[1] extends infer O ? O : never> = {},
-  unit: 'requests' | 'tokens' = 'requests',
-) {
-  void input;
+function start(unit: 'requests' | 'tokens' = 'requests') {
   const clock = new SimulatedClock();
   clock.set(1_000_000);
   const announced: QuotaStatus[] = [];
