@@ -16,6 +16,7 @@ import {
   handoffMachine,
   requestId,
 } from './handoff.machine.ts';
+import { withPerformance } from './providers/performance.ts';
 import type { RoutePlan } from './route-planner.ts';
 import { SecurityManager } from './security/security-manager.ts';
 import type { TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
@@ -93,7 +94,12 @@ const newTaskId = () =>
 /** Starts the client's actor system. Await it: the provider's models are resolved first. */
 export async function createHandoff(options: HandoffOptions = {}): Promise<Handoff> {
   const environment = options.environment ?? browserEnvironment();
-  const models = options.provider ? await options.provider.models() : [];
+  // Every run of our own AI is timed: peers rank us by what we really deliver.
+  const provider =
+    options.provider && !('performance' in options.provider)
+      ? withPerformance(options.provider)
+      : options.provider;
+  const models = provider ? await provider.models() : [];
   // Every peer signs its task messages; the key is registered when it announces.
   const identity = options.identity ?? (await createIdentity());
   const { security, inspect: _inspect, ...rest } = options;
@@ -104,6 +110,7 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
   const actor = createActor(handoffMachine, {
     input: {
       ...rest,
+      ...(provider ? { provider } : {}),
       environment,
       models,
       identity,

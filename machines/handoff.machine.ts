@@ -13,6 +13,7 @@ import type { HandoffEnvironment } from './environment.ts';
 import { Keyring } from './keyring.ts';
 import type { LinkMessage } from './link-framing.ts';
 import { type LinkTransport, type PeerLinkInput, peerLinkMachine } from './peer-link.machine.ts';
+import { capabilitiesOf } from './providers/performance.ts';
 import type { AIProvider } from './providers/provider.ts';
 import { type QuotaInput, quotaMachine } from './quota.machine.ts';
 import { planRoute } from './route-planner.ts';
@@ -577,7 +578,7 @@ export const handoffMachine = setup({
         : undefined,
       provider: input.provider,
       models,
-      capabilities: input.capabilities ?? { hasAI: Boolean(input.provider), models },
+      capabilities: input.capabilities ?? capabilitiesOf(input.provider, models),
       servePolicy:
         input.servePolicy ??
         (input.security
@@ -780,7 +781,26 @@ function reap(
     enqueue.assign({ linkUse });
     lostPeer(enqueue, children, peerId, 'link closed');
   }
+  if (ranOurAI(id, output)) refreshPerformance(context, enqueue);
   if (children[id]) enqueue.stopChild(id);
+}
+
+/** Did this finished child run our own provider (a local prompt, or a task served for a peer)? */
+function ranOurAI(id: string, output: unknown): boolean {
+  if (id.startsWith('serve-')) return (output as TaskServeOutput).outcome !== 'rejected';
+  return id.startsWith('request-') && (output as TaskRequestOutput).metadata?.local === true;
+}
+
+/** Our provider's measured speed changed with that run: announce it (only if it changed). */
+function refreshPerformance(context: HandoffContext, enqueue: Enqueue): void {
+  const measured = context.provider && 'performance' in context.provider ? context.provider : undefined;
+  if (!measured || !context.capabilities.hasAI) return;
+  const performance = (measured as unknown as { performance(): Capabilities['performance'] }).performance();
+  if (!performance || JSON.stringify(performance) === JSON.stringify(context.capabilities.performance))
+    return;
+  const capabilities = { ...context.capabilities, performance };
+  enqueue.assign({ capabilities });
+  enqueue.sendTo('connection', { type: 'user.announce', capabilities });
 }
 
 /** `linkUse` less a recycled link's entry. */
