@@ -28,6 +28,8 @@ export default defineConfig({
     outputFile: { json: 'test-results/vitest.json' },
     projects: [
       {
+        // `extends: true`: inline projects otherwise fall back to Vitest's 5 s timeouts.
+        extends: true,
         test: {
           name: 'node',
           include: ['test/unit/**/*.test.ts', 'test/model/**/*.test.ts', 'test/integration/**/*.test.ts'],
@@ -35,6 +37,7 @@ export default defineConfig({
         },
       },
       {
+        extends: true,
         test: {
           name: 'browser',
           include: ['test/browser/**/*.test.ts'],
