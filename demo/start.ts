@@ -6,11 +6,17 @@ import { startSignalingServer } from '../signaling/server.ts';
 
 /**
  * `npm start`: the signaling server on 127.0.0.1:8083 and the demo on http://127.0.0.1:8082/,
- * in one process. HANDOFF_SIGNALING_PORT / HANDOFF_DEMO_PORT move them.
+ * in one process. HANDOFF_SIGNALING_PORT / HANDOFF_DEMO_PORT move them; the signaling server
+ * accepts the demo's origin on whichever port it is served (unless HANDOFF_ALLOWED_ORIGINS says otherwise).
  */
 async function main(): Promise<void> {
-  const config = resolveConfig([], { HANDOFF_LOG_LEVEL: 'warn', ...process.env });
   const demoPort = Number(process.env.HANDOFF_DEMO_PORT ?? 8082);
+  const demoOrigins = ['127.0.0.1', 'localhost', '[::1]'].map((host) => `http://${host}:${demoPort}`);
+  const config = resolveConfig([], {
+    HANDOFF_LOG_LEVEL: 'warn',
+    HANDOFF_ALLOWED_ORIGINS: demoOrigins.join(','),
+    ...process.env,
+  });
   const signaling = await startSignalingServer(config, { log: createLogger(config.logLevel) });
   // The page reads it as import.meta.env.VITE_HANDOFF_SIGNALING_URL (a `?signaling=` parameter overrides it).
   process.env.VITE_HANDOFF_SIGNALING_URL = signaling.url;
@@ -21,8 +27,17 @@ async function main(): Promise<void> {
     logLevel: 'warn',
   });
   await vite.listen();
+  const page = `http://127.0.0.1:${demoPort}/`;
   process.stdout.write(
-    `Handoff demo:      http://127.0.0.1:${demoPort}/\nSignaling server:  ${signaling.url}\n`,
+    [
+      `Handoff demo:      ${page}`,
+      `Signaling server:  ${signaling.url}`,
+      '',
+      'Two tabs, one prompt handed over WebRTC:',
+      `  tab A (quota used up, delegates):  ${page}?provider=demo&quota=1&used=1`,
+      `  tab B (serves with the demo provider, not an AI):  ${page}?provider=demo`,
+      '',
+    ].join('\n'),
   );
   const stop = async () => {
     await Promise.allSettled([vite.close(), signaling.close()]);

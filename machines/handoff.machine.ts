@@ -15,7 +15,7 @@ import type { LinkMessage } from './link-framing.ts';
 import { type LinkTransport, type PeerLinkInput, peerLinkMachine } from './peer-link.machine.ts';
 import { capabilitiesOf } from './providers/performance.ts';
 import type { AIProvider } from './providers/provider.ts';
-import { type QuotaInput, quotaMachine } from './quota.machine.ts';
+import { initialQuota, type QuotaInput, quotaMachine } from './quota.machine.ts';
 import { planRoute } from './route-planner.ts';
 import type { SecurityManager } from './security/security-manager.ts';
 import { taskLocalMachine } from './task-local.machine.ts';
@@ -569,16 +569,19 @@ export const handoffMachine = setup({
     'The client: one signaling connection, discovery, a pool of peer links, and the tasks running over them.',
   context: ({ input, self }) => {
     const models = input.models ?? [];
+    const quotaInput: QuotaInput | undefined = input.quota
+      ? { provider: input.provider?.id ?? 'none', ...input.quota, now: input.now ?? Date.now }
+      : undefined;
     return {
       environment: input.environment,
       identity: input.identity,
       keyring: new Keyring((peerId) => self.send({ type: 'keyring.lookup', peerId })),
-      quotaInput: input.quota
-        ? { provider: input.provider?.id ?? 'none', ...input.quota, now: input.now ?? Date.now }
-        : undefined,
+      quotaInput,
       provider: input.provider,
       models,
-      capabilities: input.capabilities ?? capabilitiesOf(input.provider, models),
+      capabilities:
+        input.capabilities ??
+        capabilitiesOf(input.provider, models, quotaInput ? initialQuota(quotaInput) : undefined),
       servePolicy:
         input.servePolicy ??
         (input.security

@@ -39,6 +39,20 @@ const status = (quota: Omit<QuotaStatus, 'availableQuota'>): QuotaStatus => ({
   availableQuota: Math.max(0, quota.totalQuota - quota.usedQuota),
 });
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The quota a monitor starts with (the root announces it from the start, before any change). */
+export function initialQuota(input: QuotaInput): QuotaStatus {
+  const now = input.now ?? Date.now;
+  return status({
+    totalQuota: input.totalQuota,
+    usedQuota: input.usedQuota ?? 0,
+    resetTime: input.resetTime ?? now() + (input.periodMs ?? DAY_MS),
+    provider: input.provider,
+    capabilities: input.capabilities ?? ['text'],
+  });
+}
+
 /**
  * The quota monitor: the design's Quota Data Model for this peer's own AI. Usage is counted per
  * request from what the provider reports; the period resets on schedule; changes reach the parent
@@ -92,17 +106,10 @@ export const quotaMachine = setup({
     'Counts this peer’s own AI usage against its quota, resets it on schedule, and announces changes (throttled).',
   context: ({ input }) => {
     const now = input.now ?? Date.now;
-    const periodMs = input.periodMs ?? 24 * 60 * 60 * 1000;
     return {
-      quota: status({
-        totalQuota: input.totalQuota,
-        usedQuota: input.usedQuota ?? 0,
-        resetTime: input.resetTime ?? now() + periodMs,
-        provider: input.provider,
-        capabilities: input.capabilities ?? ['text'],
-      }),
+      quota: initialQuota(input),
       unit: input.unit ?? 'requests',
-      periodMs,
+      periodMs: input.periodMs ?? DAY_MS,
       announceEveryMs: input.announceEveryMs ?? 2_000,
       now,
     };
