@@ -32,7 +32,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'node',
-          include: ['test/unit/**/*.test.ts', 'test/model/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          include: [
+            'test/unit/**/*.test.ts',
+            'test/model/**/*.test.ts',
+            'test/integration/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+          ],
           pool: 'forks',
         },
       },

@@ -34,6 +34,9 @@ interface Settings {
   used: number;
   maxConcurrent: number;
   policy: boolean;
+  /** The demo provider's pace and answer length (URL only: `rate`, `words`). */
+  demoRate: number | undefined;
+  demoWords: number | undefined;
 }
 
 const MAX_QUOTA = 1_000_000_000;
@@ -61,6 +64,8 @@ function fromUrl(params: URLSearchParams): Settings {
     used: count(params.get('used'), MAX_QUOTA) ?? 0,
     maxConcurrent: Math.max(1, count(params.get('maxConcurrent'), 16) ?? 2),
     policy: params.get('policy') !== 'off',
+    demoRate: count(params.get('rate'), 1_000),
+    demoWords: count(params.get('words'), 5_000),
   };
 }
 
@@ -69,6 +74,8 @@ function toUrl(settings: Settings): string {
   params.set('provider', settings.provider);
   if (settings.model) params.set('model', settings.model);
   if (settings.provider === 'openai' && settings.baseUrl) params.set('baseUrl', settings.baseUrl);
+  if (settings.demoRate !== undefined) params.set('rate', String(settings.demoRate));
+  if (settings.demoWords !== undefined) params.set('words', String(settings.demoWords));
   if (settings.quota !== undefined) {
     params.set('quota', String(settings.quota));
     if (settings.used) params.set('used', String(settings.used));
@@ -113,7 +120,10 @@ function showSettings(settings: Settings): void {
 function readSettings(): Settings {
   const data = new FormData(form);
   const text = (name: string) => String(data.get(name) ?? '').trim();
+  const url = new URLSearchParams(location.search);
   return {
+    demoRate: count(url.get('rate'), 1_000),
+    demoWords: count(url.get('words'), 5_000),
     provider: (data.get('provider') as ProviderChoice | null) ?? 'none',
     model: text('model').slice(0, 200),
     baseUrl: text('baseUrl').slice(0, 2000),
@@ -137,7 +147,11 @@ function providerFor(settings: Settings): AIProvider | undefined {
     case 'none':
       return undefined;
     case 'demo':
-      return createDemoProvider(model ? { model } : {});
+      return createDemoProvider({
+        ...(model ? { model } : {}),
+        ...(settings.demoRate !== undefined ? { wordsPerSecond: settings.demoRate } : {}),
+        ...(settings.demoWords !== undefined ? { answerWords: settings.demoWords } : {}),
+      });
     case 'chrome':
       return createChromePromptProvider({ createOptions: CHROME_OPTIONS });
     case 'openai':
