@@ -19,7 +19,7 @@ import { initialQuota, type QuotaInput, quotaMachine } from './quota.machine.ts'
 import { planRoute } from './route-planner.ts';
 import type { SecurityManager } from './security/security-manager.ts';
 import { taskLocalMachine } from './task-local.machine.ts';
-import { type TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
+import { type TaskRequestInput, type TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
 import { type Admission, type TaskServeOutput, taskServeMachine } from './task-serve.machine.ts';
 
 export interface DelegateOptions {
@@ -408,16 +408,7 @@ export const handoffMachine = setup({
       const candidates = target ? [target, ...others] : others;
       enqueue.spawnChild('taskRequest', {
         id: requestId(event.taskId),
-        input: {
-          taskId: event.taskId,
-          prompt: event.prompt,
-          candidates,
-          requesterCapabilities: context.capabilities,
-          ...(event.options.priority !== undefined ? { priority: event.options.priority } : {}),
-          ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
-          ...(event.options.model ? { model: event.options.model } : {}),
-          ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
-        },
+        input: requestInput(context, event, candidates),
       });
     }),
     /** Runs a prompt where the route planner says: here, on the best peer, or nowhere (with why). */
@@ -462,16 +453,7 @@ export const handoffMachine = setup({
             : plan.candidates;
         enqueue.spawnChild('taskRequest', {
           id: requestId(event.taskId),
-          input: {
-            taskId: event.taskId,
-            prompt: event.prompt,
-            candidates,
-            requesterCapabilities: context.capabilities,
-            ...(event.options.priority !== undefined ? { priority: event.options.priority } : {}),
-            ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
-            ...(event.options.model ? { model: event.options.model } : {}),
-            ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
-          },
+          input: requestInput(context, event, candidates),
         });
       } else {
         // Nothing left this peer: the task ends here, with the reason.
@@ -816,4 +798,23 @@ function withoutPeer(linkUse: Record<string, number>, peerId: string | undefined
 /** This peer's own quota, if it has a quota monitor. */
 function quotaOf(children: Children): QuotaStatus | undefined {
   return (children.quota?.getSnapshot().context as { quota?: QuotaStatus } | undefined)?.quota;
+}
+
+/** The requester-side task for a prompt, to be tried on `candidates` in order. */
+function requestInput(
+  context: HandoffContext,
+  event: { taskId: string; prompt: string; options: DelegateOptions },
+  candidates: string[],
+): TaskRequestInput {
+  const { options } = event;
+  return {
+    taskId: event.taskId,
+    prompt: event.prompt,
+    candidates,
+    requesterCapabilities: context.capabilities,
+    ...(options.priority !== undefined ? { priority: options.priority } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.model ? { model: options.model } : {}),
+    ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
+  };
 }
