@@ -6,6 +6,34 @@ import type {
   WebSocketConstructor,
 } from '../machines/environment.ts';
 
+/**
+ * node-datachannel's RTCPeerConnection with TURN credentials escaped. Its polyfill hands them to
+ * libdatachannel inside the URL (`turn:<username>:<credential>@host:port`) unescaped, and
+ * libdatachannel ends the username at the first `:` and URL-decodes both parts. The signaling
+ * server's TURN credentials are coturn's REST format (username `<expiry>:<peerId>`, base64
+ * credential with `+`, `/`, `=`), so unescaped they reach the TURN server as the wrong user.
+ */
+export class NodeRTCPeerConnection extends RTCPeerConnection {
+  constructor(configuration?: RTCConfiguration) {
+    super(
+      configuration?.iceServers
+        ? {
+            ...configuration,
+            iceServers: configuration.iceServers.map((server) =>
+              server.username && server.credential
+                ? {
+                    ...server,
+                    username: encodeURIComponent(server.username),
+                    credential: encodeURIComponent(server.credential),
+                  }
+                : server,
+            ),
+          }
+        : configuration,
+    );
+  }
+}
+
 /** The client's environment in Node, plus a way to wait for its signaling sockets to close. */
 export interface NodeEnvironment extends HandoffEnvironment {
   /**
@@ -35,7 +63,7 @@ export function nodeEnvironment(rtcConfiguration: Record<string, unknown> = {}):
   }
   return {
     WebSocket: TrackedWebSocket as unknown as WebSocketConstructor,
-    RTCPeerConnection: RTCPeerConnection as unknown as RTCPeerConnectionConstructor,
+    RTCPeerConnection: NodeRTCPeerConnection as unknown as RTCPeerConnectionConstructor,
     rtcConfiguration: { ...rtcConfiguration },
     socketsClosed(timeoutMs) {
       if (open.size === 0) return Promise.resolve(true);

@@ -1,18 +1,20 @@
-import { RTCPeerConnection } from 'node-datachannel/polyfill';
+import type { RTCPeerConnection } from 'node-datachannel/polyfill';
 import type { HandoffEnvironment, RTCPeerConnectionConstructor } from '../../machines/environment.ts';
+import { NodeRTCPeerConnection } from '../../worker/node-environment.ts';
 import { nodeEnvironment } from './node-environment.ts';
 
 /**
  * node-datachannel's RTCPeerConnection, recording every connection and data channel it makes so
- * a test can break them from outside (as a network failure would).
+ * a test can break them from outside (as a network failure would) or read their stats.
+ * `rtcConfiguration` is merged into every connection (as `nodeEnvironment`'s is).
  */
-export function recordingEnvironment(): HandoffEnvironment & {
+export function recordingEnvironment(rtcConfiguration: Record<string, unknown> = {}): HandoffEnvironment & {
   connections: RTCPeerConnection[];
   channels: RTCDataChannel[];
 } {
   const connections: RTCPeerConnection[] = [];
   const channels: RTCDataChannel[] = [];
-  class RecordingPeerConnection extends RTCPeerConnection {
+  class RecordingPeerConnection extends NodeRTCPeerConnection {
     constructor(configuration?: RTCConfiguration) {
       super(configuration as never);
       connections.push(this as unknown as RTCPeerConnection);
@@ -25,7 +27,7 @@ export function recordingEnvironment(): HandoffEnvironment & {
     }
   }
   return {
-    ...nodeEnvironment(),
+    ...nodeEnvironment(rtcConfiguration),
     RTCPeerConnection: RecordingPeerConnection as unknown as RTCPeerConnectionConstructor,
     connections: connections as never,
     channels,
