@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import * as v from 'valibot';
-import { type IceServer, IceServers } from '../protocol/index.ts';
+import { type IceServer, IceServers, MAX_FRAME_BYTES } from '../protocol/index.ts';
 
 /** Everything the signaling server can be told. `resolveConfig` fills the defaults. */
 export interface SignalingConfig {
@@ -329,6 +329,11 @@ export function resolveConfig(argv: string[] = [], env: NodeJS.ProcessEnv = {}):
 
 export function validateConfig(config: SignalingConfig): SignalingConfig {
   if (config.port > 65_535) throw new Error(`port ${config.port} is out of range`);
+  // uWS drops what passes 4× the high-water mark; the router refuses at 1×. At least two full
+  // frames of room keeps every forwarded frame either delivered or refused with an error.
+  if (config.congestionHighWaterBytes < 2 * MAX_FRAME_BYTES) {
+    throw new Error(`congestion high-water mark must be at least ${2 * MAX_FRAME_BYTES} bytes`);
+  }
   if (config.congestionLowWaterBytes >= config.congestionHighWaterBytes) {
     throw new Error('congestion low-water mark must be below the high-water mark');
   }

@@ -101,12 +101,22 @@ describe('bad configuration is refused with a message that says what to fix', ()
   it('a congestion low-water mark at or above the high-water mark is refused', () => {
     const config: SignalingConfig = {
       ...defaultConfig(),
-      congestionLowWaterBytes: 1000,
-      congestionHighWaterBytes: 1000,
+      congestionLowWaterBytes: 200_000,
+      congestionHighWaterBytes: 200_000,
     };
     expect(() => validateConfig(config)).toThrow(
       'congestion low-water mark must be below the high-water mark',
     );
+  });
+
+  it('a high-water mark below two full frames is refused (uWS would drop a frame silently past 4×)', () => {
+    const config: SignalingConfig = {
+      ...defaultConfig(),
+      congestionLowWaterBytes: 1_000,
+      congestionHighWaterBytes: 100_000,
+    };
+    expect(() => validateConfig(config)).toThrow('congestion high-water mark must be at least 131072 bytes');
+    expect(() => validateConfig({ ...config, congestionHighWaterBytes: 131_072 })).not.toThrow();
   });
 
   it('more ICE servers or URLs than a client accepts are refused', () => {
