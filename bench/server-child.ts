@@ -1,7 +1,7 @@
 /**
  * One server under benchmark, alone in its own process so its memory and CPU can be read apart from
  * the load generator's. Started by `signaling.bench.ts` as
- * `node --expose-gc --import tsx bench/server-child.ts <handoff|bare>` with an IPC channel.
+ * `node --expose-gc --import tsx bench/server-child.ts <handoff|bare|peerjs>` with an IPC channel.
  *
  * IPC (see server-protocol.ts): sends `{type:'ready', port, pid}`; answers `stats` (memory, heap
  * spaces, CPU, peer count; after two full GCs when asked), `profile-start` / `profile-stop` (V8
@@ -14,6 +14,7 @@ import v8 from 'node:v8';
 import { createLogger } from '../signaling/logger.ts';
 import { startSignalingServer } from '../signaling/server.ts';
 import { startBareRelay } from './bare-uws-relay.ts';
+import { startPeerJsServer } from './peerjs-server.ts';
 import {
   type ChildMessage,
   type ChildStats,
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
     peers = () => server.registry.liveCount;
     detail = () => ({
       registryEntries: server.registry.size,
+      announced: server.registry.announcedCount,
       socketActors: server.hub.getSnapshot().context.sockets.size,
     });
     port = server.port;
@@ -55,6 +57,10 @@ async function main(): Promise<void> {
     const relay = await startBareRelay('127.0.0.1', 0);
     peers = relay.peers;
     port = relay.port;
+  } else if (kind === 'peerjs') {
+    const server = await startPeerJsServer('127.0.0.1', 0);
+    peers = server.peers;
+    port = server.port;
   } else {
     throw new Error(`unknown server kind ${kind}`);
   }

@@ -1,7 +1,7 @@
 /** What the benchmark parent and its server children say to each other over IPC. */
 import type { SignalingConfig } from '../signaling/config.ts';
 
-export type ServerKind = 'handoff' | 'bare';
+export type ServerKind = 'handoff' | 'bare' | 'peerjs';
 
 export interface HeapSpace {
   name: string;

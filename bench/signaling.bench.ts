@@ -22,12 +22,14 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { BARE_RELAY_MODE } from './bare-uws-relay.ts';
+import { PEERJS_KEY, PEERJS_PATH, PEERJS_SERVER_MODE } from './peerjs-server.ts';
 import {
   type ChildMessage,
   type ChildStats,
@@ -85,11 +87,22 @@ const SETTINGS = {
   settleTimeoutMs: 10_000,
   /** After a relay phase, how long a message may still be under way before it counts as lost. */
   lossWaitMs: 3_000,
+  /** Discover phase (Handoff only): announced peers, and the small baseline in the same run. */
+  discoverPeers: 10_000,
+  discoverBaselinePeers: 10,
+  discoverConcurrency: 200,
+  discoverLimit: 10,
+  discoverWarmup: 50,
+  discoverRoundTrips: 500,
+  /** Upper bound for timing one sample's round trips. */
+  discoverMaxMs: 30_000,
+  /** Upper bound for announcing the peers, and again for the broadcast to drain. */
+  discoverAnnounceTimeoutMs: 180_000,
   /** The whole run is aborted after this. */
-  runTimeoutMs: 240_000,
+  runTimeoutMs: 900_000,
 };
 
-const TARGETS = { throughputRatio: 0.8, bytesPerIdlePeer: 8 * 1024 };
+const TARGETS = { throughputRatio: 0.8, bytesPerIdlePeer: 6 * 1024 };
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -134,7 +147,9 @@ class ServerChild {
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.port}/`;
+    return this.kind === 'peerjs'
+      ? `ws://127.0.0.1:${this.port}${PEERJS_PATH}`
+      : `ws://127.0.0.1:${this.port}/`;
   }
 
   static async start(kind: ServerKind): Promise<ServerChild> {
@@ -232,15 +247,35 @@ async function teardown(child: ServerChild, opened: BenchClient[]): Promise<void
 
 // ------------------------------------------------------------------------------------ clients
 
-const LETTER = { e: 0x65, h: 0x68 } as const;
+const LETTER = { e: 0x65, h: 0x68, E: 0x45, L: 0x4c } as const;
+/** PeerJS clients pick their own id; PeerJS clients send `HEARTBEAT` this often (peerjs default). */
+let nextPeerJsId = 0;
+const PEERJS_HEARTBEAT_MS = 5_000;
+
+/**
+ * A frame the server sent a relay *sender* that means "this relay message will not arrive":
+ * Handoff's `error`; PeerJS's `ERROR`, `EXPIRE` or `LEAVE` (all servers stringify `type` first).
+ */
+function isRefusal(kind: ServerKind, data: Buffer): boolean {
+  if (kind === 'peerjs') return data[9] === LETTER.E || data[9] === LETTER.L;
+  return data[9] === LETTER.e;
+}
+
+/** A relay frame up to its timestamp (`…"ts":`): Handoff/bare `relay`, PeerJS `CANDIDATE`; same payload. */
+function relayPrefix(kind: ServerKind, targetId: string): string {
+  return kind === 'peerjs'
+    ? `{"type":"CANDIDATE","dst":"${targetId}","payload":{"type":"link-ping","ts":`
+    : `{"type":"relay","targetPeerId":"${targetId}","payload":{"type":"link-ping","ts":`;
+}
 /** Every live client, so a failing run can still drop them all. */
 const clients = new Set<BenchClient>();
 let unexpectedCloses = 0;
 
 /**
- * One `ws` client. Waits for the greeting (`peer-id`), answers server heartbeats like a real client,
- * and hands every other frame to `handler`. Frames are told apart by the first letter of their
- * `type` (`{"type":"` is 9 bytes): both servers stringify `type` first.
+ * One `ws` client. Waits for the greeting (Handoff/bare: `peer-id`; PeerJS: `OPEN`, the id being the
+ * client's own), keeps alive like a real client (answers Handoff's heartbeats; sends PeerJS's
+ * `HEARTBEAT` every 5 s), and hands every other frame to `handler`. Frames are told apart by the
+ * first letter of their `type` (`{"type":"` is 9 bytes): all three servers stringify `type` first.
  */
 class BenchClient {
   readonly ws: WebSocket;
@@ -248,23 +283,34 @@ class BenchClient {
   id = '';
   handler: ((data: Buffer) => void) | undefined;
   closing = false;
+  #beat: NodeJS.Timeout | undefined;
 
-  constructor(url: string) {
+  constructor(kind: ServerKind, url: string) {
     clients.add(this);
-    this.ws = new WebSocket(url, { perMessageDeflate: false, skipUTF8Validation: true, maxPayload: 1 << 20 });
+    const peerJsId = kind === 'peerjs' ? `b${++nextPeerJsId}` : '';
+    const target = peerJsId ? `${url}?key=${PEERJS_KEY}&id=${peerJsId}&token=t${peerJsId}` : url;
+    this.ws = new WebSocket(target, {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      maxPayload: 1 << 20,
+    });
     this.greeted = new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`no peer-id within ${SETTINGS.connectTimeoutMs} ms`)),
+        () => reject(new Error(`no greeting within ${SETTINGS.connectTimeoutMs} ms`)),
         SETTINGS.connectTimeoutMs,
       );
       this.ws.on('message', (data: Buffer) => {
         if (!this.id) {
           const hello = JSON.parse(data.toString()) as { type: string; peerId?: string };
-          if (hello.type === 'peer-id' && hello.peerId) {
-            this.id = hello.peerId;
-            clearTimeout(timer);
-            resolve();
-          }
+          if (hello.type === 'peer-id' && hello.peerId) this.id = hello.peerId;
+          else if (peerJsId && hello.type === 'OPEN') {
+            this.id = peerJsId;
+            this.#beat = setInterval(() => {
+              if (this.ws.readyState === WebSocket.OPEN) this.ws.send('{"type":"HEARTBEAT"}');
+            }, PEERJS_HEARTBEAT_MS);
+          } else return;
+          clearTimeout(timer);
+          resolve();
           return;
         }
         if (data[9] === LETTER.h && data.toString('latin1', 0, 20) === '{"type":"heartbeat",') {
@@ -285,6 +331,7 @@ class BenchClient {
       this.ws.on('close', (code) => {
         clients.delete(this);
         clearTimeout(timer);
+        clearInterval(this.#beat);
         if (!this.id) reject(new Error(`closed with ${code} before peer-id`));
         else if (!this.closing) unexpectedCloses++;
       });
@@ -303,19 +350,20 @@ class BenchClient {
 
   terminate(): void {
     this.closing = true;
+    clearInterval(this.#beat);
     this.ws.terminate();
     clients.delete(this);
   }
 }
 
 /** Opens `count` greeted clients with at most `concurrency` connecting at once. */
-async function connectMany(url: string, count: number, concurrency: number): Promise<BenchClient[]> {
+async function connectMany(child: ServerChild, count: number, concurrency: number): Promise<BenchClient[]> {
   const opened: BenchClient[] = [];
   let next = 0;
   const worker = async () => {
     while (next < count) {
       next++;
-      const client = new BenchClient(url);
+      const client = new BenchClient(child.kind, child.url);
       opened.push(client);
       await client.greeted;
     }
@@ -409,6 +457,7 @@ async function untilStable(value: () => number, quietMs: number, maxMs: number):
 
 /** Every pair keeps `window` relay messages in flight; counts deliveries over a fixed window. */
 async function throughputRound(child: ServerChild, pairs: Pair[], round: number): Promise<ThroughputRound> {
+  const kind = child.kind;
   let running = true;
   let received = 0;
   let rejected = 0;
@@ -419,21 +468,15 @@ async function throughputRound(child: ServerChild, pairs: Pair[], round: number)
     }
   };
   for (const pair of pairs) {
-    const frame = Buffer.from(
-      JSON.stringify({
-        type: 'relay',
-        targetPeerId: pair.receiver.id,
-        payload: { type: 'link-ping', ts: 0 },
-      }),
-    );
+    const frame = Buffer.from(`${relayPrefix(kind, pair.receiver.id)}0}}`);
     pair.receiver.handler = () => {
       pair.inFlight--;
       received++;
       pump(pair, frame);
     };
     pair.sender.handler = (data) => {
-      if (data[9] !== LETTER.e) return;
-      // Handoff refused a relay (e.g. target congested): it will never arrive.
+      if (!isRefusal(kind, data)) return;
+      // The server refused a relay (e.g. target congested): it will never arrive.
       rejected++;
       pair.inFlight--;
       pump(pair, frame);
@@ -510,9 +553,7 @@ async function measureLatency(child: ServerChild, pairs: Pair[]): Promise<Latenc
   let rejected = 0;
   const start = performance.now();
   const measureFrom = start + SETTINGS.latencyWarmupMs;
-  const prefixes = pairs.map(
-    (pair) => `{"type":"relay","targetPeerId":"${pair.receiver.id}","payload":{"type":"link-ping","ts":`,
-  );
+  const prefixes = pairs.map((pair) => relayPrefix(child.kind, pair.receiver.id));
   const receivedBy = new Uint32Array(pairs.length);
   const unexpected: string[] = [];
   pairs.forEach((pair, i) => {
@@ -524,7 +565,7 @@ async function measureLatency(child: ServerChild, pairs: Pair[]): Promise<Latenc
       if (payload.ts >= measureFrom && count < total) samples[count++] = now - payload.ts;
     };
     pair.sender.handler = (data) => {
-      if (data[9] === LETTER.e) rejected++;
+      if (isRefusal(child.kind, data)) rejected++;
       if (unexpected.length < 10) unexpected.push(data.toString().slice(0, 200));
     };
   });
@@ -590,7 +631,7 @@ async function relayPhases(kinds: ServerKind[]) {
       const child = await ServerChild.start(kind);
       const server = { kind, child, opened: [] as BenchClient[], pairs: [] as Pair[] };
       servers.push(server);
-      server.opened.push(...(await connectMany(child.url, SETTINGS.pairs * 2, 64)));
+      server.opened.push(...(await connectMany(child, SETTINGS.pairs * 2, 64)));
       for (let i = 0; i < SETTINGS.pairs; i++) {
         server.pairs.push({
           sender: server.opened[2 * i] as BenchClient,
@@ -601,7 +642,9 @@ async function relayPhases(kinds: ServerKind[]) {
     }
     const rounds = new Map<ServerKind, ThroughputRound[]>(kinds.map((kind) => [kind, []]));
     for (let round = 0; round < SETTINGS.throughputRounds; round++) {
-      const order = round % 2 ? [...servers].reverse() : servers;
+      // Rotate the order every round (H B P, B P H, P H B, …) so drift hits every server alike.
+      const shift = round % servers.length;
+      const order = [...servers.slice(shift), ...servers.slice(0, shift)];
       for (const server of order) {
         const result = await throughputRound(server.child, server.pairs, round);
         console.error(
@@ -666,7 +709,7 @@ async function memoryPhase(kind: ServerKind): Promise<MemoryResult> {
   const opened: BenchClient[] = [];
   try {
     // Warm the code paths (JIT, uWS pools), then leave cleanly so the baseline holds no peer.
-    const warm = await connectMany(child.url, 200, 100);
+    const warm = await connectMany(child, 200, 100);
     await Promise.all(warm.map((client) => client.close()));
     let peersLeft = -1;
     const deadline = performance.now() + SETTINGS.settleTimeoutMs;
@@ -678,10 +721,10 @@ async function memoryPhase(kind: ServerKind): Promise<MemoryResult> {
     const baseline = await child.stats(true);
     await child.heapSnapshot('idle-baseline', 'before');
     const half = Math.floor(SETTINGS.idlePeers / 2);
-    opened.push(...(await connectMany(child.url, half, SETTINGS.acceptConcurrency)));
+    opened.push(...(await connectMany(child, half, SETTINGS.acceptConcurrency)));
     await sleep(1_000);
     const halfway = await child.stats(true);
-    opened.push(...(await connectMany(child.url, SETTINGS.idlePeers - half, SETTINGS.acceptConcurrency)));
+    opened.push(...(await connectMany(child, SETTINGS.idlePeers - half, SETTINGS.acceptConcurrency)));
     await sleep(1_000);
     const loaded = await child.stats(true);
     await child.heapSnapshot(`idle-${SETTINGS.idlePeers}`, 'after');
@@ -719,7 +762,7 @@ async function acceptPhase(kind: ServerKind): Promise<AcceptResult> {
     const before = await child.stats(true);
     await child.profileStart();
     const t0 = performance.now();
-    opened.push(...(await connectMany(child.url, SETTINGS.acceptConnections, SETTINGS.acceptConcurrency)));
+    opened.push(...(await connectMany(child, SETTINGS.acceptConnections, SETTINGS.acceptConcurrency)));
     const ms = performance.now() - t0;
     const after = await child.stats(false);
     await child.profileStop('accept');
@@ -742,6 +785,330 @@ async function acceptPhase(kind: ServerKind): Promise<AcceptResult> {
   }
 }
 
+// ------------------------------------------------------------------------------------ discover
+
+/**
+ * A minimal WebSocket client on a raw TCP socket for the announced peers of the discover phase.
+ * Handoff sends every `peer-capability-update` to every live peer, so announcing N peers makes the
+ * server send ~N²/2 frames (50 M for 10,000): `ws` clients could not parse that in any sensible time,
+ * so these sockets never parse what they receive (they count the bytes and drop them). They send
+ * masked text frames (zero mask key) and keep alive with a client `heartbeat` every 4 s (the server
+ * takes any frame as the answer to its own heartbeat).
+ */
+class RawPeer {
+  readonly socket: net.Socket;
+  readonly ready: Promise<void>;
+  received = 0;
+  greeted = false;
+  destroyed = false;
+
+  constructor(port: number) {
+    this.socket = net.connect({ host: '127.0.0.1', port });
+    this.socket.setNoDelay(true);
+    rawPeers.add(this);
+    this.ready = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`raw peer: no peer-id within ${SETTINGS.discoverAnnounceTimeoutMs} ms`)),
+        // The server may be busy broadcasting earlier announcements: as long as announcing may take.
+        SETTINGS.discoverAnnounceTimeoutMs,
+      );
+      let head = '';
+      this.socket.on('connect', () => {
+        this.socket.write(
+          `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
+      });
+      this.socket.on('data', (chunk: Buffer) => {
+        this.received += chunk.length;
+        if (this.greeted) return;
+        head += chunk.toString('latin1');
+        if (head.includes('"type":"peer-id"')) {
+          this.greeted = true;
+          head = '';
+          clearTimeout(timer);
+          resolve();
+        } else if (head.length > 64 * 1024) {
+          reject(new Error('raw peer: no greeting in the first 64 KB'));
+        }
+      });
+      this.socket.on('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      this.socket.on('close', () => {
+        rawPeers.delete(this);
+        clearTimeout(timer);
+        if (!this.greeted) reject(new Error('raw peer closed before peer-id'));
+        else if (!this.destroyed) rawPeersDropped++;
+      });
+    });
+  }
+
+  sendText(text: string): void {
+    const payload = Buffer.from(text);
+    const length = payload.length;
+    const header =
+      length < 126
+        ? Buffer.from([0x81, 0x80 | length, 0, 0, 0, 0])
+        : Buffer.from([0x81, 0x80 | 126, length >> 8, length & 0xff, 0, 0, 0, 0]);
+    this.socket.write(Buffer.concat([header, payload]));
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.socket.destroy();
+    rawPeers.delete(this);
+  }
+}
+
+const rawPeers = new Set<RawPeer>();
+/** Raw peers the server closed after greeting them (the phase fails if any did). */
+let rawPeersDropped = 0;
+const RAW_HEARTBEAT = '{"type":"heartbeat","ts":0}';
+
+/** Every raw peer sends a client heartbeat every 4 s (the server allows 5 s) while the discover phase runs. */
+function rawHeartbeats(): () => void {
+  const timer = setInterval(() => {
+    for (const peer of rawPeers) if (peer.greeted) peer.sendText(RAW_HEARTBEAT);
+  }, 4_000);
+  return () => clearInterval(timer);
+}
+
+interface DiscoverSample {
+  announcedPeers: number;
+  roundTrips: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  meanMs: number;
+  /** Peers in each answer (the requirements ask for at most `discoverLimit`). */
+  peersPerAnswer: number;
+  serverCpuMicrosPerDiscover: number;
+}
+
+interface DiscoverResult {
+  baseline: DiscoverSample;
+  loaded: DiscoverSample;
+  p50Ratio: number;
+  p99Ratio: number;
+  /** Announcing the extra peers: wall time until the server counted them all announced. */
+  announceMs: number;
+  /** Until the server's CPU went quiet after that (the capability-update broadcast drained). */
+  broadcastDrainMs: number;
+  /** Bytes the raw peers received (mostly `peer-capability-update` frames). */
+  bytesToAnnouncedPeers: number;
+  serverCpuSecondsAnnouncing: number;
+  serverRssAfterAnnounce: number;
+}
+
+function announceFrame(i: number): string {
+  return JSON.stringify({
+    type: 'capability-announce',
+    capabilities: { hasAI: true, models: ['bench-model'], performance: { latency: 50 + (i % 950) } },
+  });
+}
+
+/** Announces `count` more raw peers, at most `concurrency` connecting at once; bounded in time. */
+async function announceMany(
+  child: ServerChild,
+  count: number,
+  concurrency: number,
+  offset: number,
+): Promise<RawPeer[]> {
+  const peers: RawPeer[] = [];
+  let next = 0;
+  const started = performance.now();
+  const deadline = started + SETTINGS.discoverAnnounceTimeoutMs;
+  const worker = async () => {
+    while (next < count) {
+      if (performance.now() > deadline)
+        throw new Error(`announcing ${count} peers took over ${SETTINGS.discoverAnnounceTimeoutMs} ms`);
+      const i = offset + next++;
+      if (next % 1000 === 0) {
+        console.error(
+          `  ${fmt(next)} / ${fmt(count)} connecting (${fmt((performance.now() - started) / 1000, 1)} s)`,
+        );
+      }
+      const peer = new RawPeer(child.port);
+      peers.push(peer);
+      await peer.ready;
+      peer.sendText(announceFrame(i));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return peers;
+}
+
+/** Polls the server until it counts `announced` announced peers (bounded). */
+async function untilAnnounced(child: ServerChild, announced: number, ms: number): Promise<ChildStats> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const stats = await child.stats(false);
+    if ((stats.detail['announced'] ?? 0) >= announced) return stats;
+    if (performance.now() > deadline) {
+      throw new Error(`server counts ${stats.detail['announced']} announced peers, expected ${announced}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Waits (bounded) until the server used < 5 % of a core over 500 ms: its broadcast backlog is sent. */
+async function untilServerQuiet(child: ServerChild, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  let last = await child.stats(false);
+  while (performance.now() < deadline) {
+    await sleep(500);
+    const now = await child.stats(false);
+    if (cpuMicros(last.cpu, now.cpu) / 1000 / (now.atMs - last.atMs) < 0.05) return;
+    last = now;
+  }
+  console.error(`  server still busy after ${ms} ms; measuring anyway`);
+}
+
+/** `roundTrips` discover requests from one client, one at a time; p50/p99 of the round-trip time. */
+async function timeDiscover(
+  child: ServerChild,
+  client: BenchClient,
+  announced: number,
+): Promise<DiscoverSample> {
+  const frame = JSON.stringify({
+    type: 'discover',
+    requirements: {
+      needsAI: true,
+      minQuota: 0,
+      preferredModels: ['bench-model'],
+      limit: SETTINGS.discoverLimit,
+    },
+  });
+  let waiting: ((data: Buffer) => void) | undefined;
+  client.handler = (data) => {
+    if (data.toString('latin1', 0, 26) === '{"type":"peers-discovered"') waiting?.(data);
+  };
+  const once = () =>
+    new Promise<{ ms: number; peers: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('discover: no answer within 10 s')), 10_000);
+      const t0 = performance.now();
+      waiting = (data) => {
+        const ms = performance.now() - t0;
+        waiting = undefined;
+        clearTimeout(timer);
+        resolve({ ms, peers: (JSON.parse(data.toString()) as { peers: unknown[] }).peers.length });
+      };
+      client.ws.send(frame);
+    });
+  for (let i = 0; i < SETTINGS.discoverWarmup; i++) await once();
+  const before = await child.stats(false);
+  const times: number[] = [];
+  let peers = 0;
+  const deadline = performance.now() + SETTINGS.discoverMaxMs;
+  while (times.length < SETTINGS.discoverRoundTrips && performance.now() < deadline) {
+    const answer = await once();
+    times.push(answer.ms);
+    peers = answer.peers;
+  }
+  const after = await child.stats(false);
+  const sorted = times.sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
+  return {
+    announcedPeers: announced,
+    roundTrips: sorted.length,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: sorted[sorted.length - 1] as number,
+    meanMs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+    peersPerAnswer: peers,
+    // Includes the two stats requests and any heartbeats: negligible next to the round trips.
+    serverCpuMicrosPerDiscover: cpuMicros(before.cpu, after.cpu) / sorted.length,
+  };
+}
+
+/**
+ * Handoff only (the others have no `discover`): one server; announce `discoverBaselinePeers`, time
+ * discover; announce the rest up to `discoverPeers`, wait for the broadcast to drain, time again.
+ * Same server process, same requester.
+ */
+async function discoverPhase(): Promise<DiscoverResult> {
+  const child = await ServerChild.start('handoff');
+  const opened: BenchClient[] = [];
+  const announced: RawPeer[] = [];
+  const stopHeartbeats = rawHeartbeats();
+  try {
+    announced.push(...(await announceMany(child, SETTINGS.discoverBaselinePeers, 10, 0)));
+    await untilAnnounced(child, SETTINGS.discoverBaselinePeers, SETTINGS.settleTimeoutMs);
+    opened.push(...(await connectMany(child, 1, 1)));
+    const requester = opened[0] as BenchClient;
+    const baseline = await timeDiscover(child, requester, SETTINGS.discoverBaselinePeers);
+    console.error(
+      `[handoff] discover with ${SETTINGS.discoverBaselinePeers} peers: p50 ${fmt(baseline.p50Ms, 3)} ms, p99 ${fmt(baseline.p99Ms, 3)} ms`,
+    );
+    const more = SETTINGS.discoverPeers - SETTINGS.discoverBaselinePeers;
+    console.error(
+      `[handoff] announcing ${fmt(more)} more peers (concurrency ${SETTINGS.discoverConcurrency}) …`,
+    );
+    const cpu0 = await child.stats(false);
+    const t0 = performance.now();
+    announced.push(
+      ...(await announceMany(child, more, SETTINGS.discoverConcurrency, SETTINGS.discoverBaselinePeers)),
+    );
+    await untilAnnounced(child, SETTINGS.discoverPeers, SETTINGS.discoverAnnounceTimeoutMs);
+    const announceMs = performance.now() - t0;
+    await untilServerQuiet(child, SETTINGS.discoverAnnounceTimeoutMs);
+    const broadcastDrainMs = performance.now() - t0 - announceMs;
+    const cpu1 = await child.stats(false);
+    console.error(
+      `[handoff] announced in ${fmt(announceMs / 1000, 1)} s, broadcast drained ${fmt(broadcastDrainMs / 1000, 1)} s later ` +
+        `(${fmt(cpuMicros(cpu0.cpu, cpu1.cpu) / 1e6, 1)} s server CPU)`,
+    );
+    const loaded = await timeDiscover(child, requester, SETTINGS.discoverPeers);
+    const live = await child.stats(false);
+    if (rawPeersDropped) throw new Error(`the server closed ${rawPeersDropped} announced peers`);
+    if ((live.detail['announced'] ?? 0) !== SETTINGS.discoverPeers) {
+      throw new Error(
+        `server counts ${live.detail['announced']} announced peers after timing, expected ${SETTINGS.discoverPeers}`,
+      );
+    }
+    console.error(
+      `[handoff] discover with ${fmt(SETTINGS.discoverPeers)} peers: p50 ${fmt(loaded.p50Ms, 3)} ms, p99 ${fmt(loaded.p99Ms, 3)} ms`,
+    );
+    return {
+      baseline,
+      loaded,
+      p50Ratio: loaded.p50Ms / baseline.p50Ms,
+      p99Ratio: loaded.p99Ms / baseline.p99Ms,
+      announceMs,
+      broadcastDrainMs,
+      bytesToAnnouncedPeers: announced.reduce((total, peer) => total + peer.received, 0),
+      serverCpuSecondsAnnouncing: cpuMicros(cpu0.cpu, cpu1.cpu) / 1e6,
+      serverRssAfterAnnounce: cpu1.memory.rss,
+    };
+  } finally {
+    stopHeartbeats();
+    for (const peer of announced) peer.destroy();
+    await teardown(child, opened);
+  }
+}
+
+function discoverTable(d: DiscoverResult): string {
+  const line = (name: string, pick: (s: DiscoverSample) => number, digits: number, ratio = true) =>
+    `| ${name} | ${fmt(pick(d.baseline), digits)} | ${fmt(pick(d.loaded), digits)} | ${
+      ratio ? `${fmt(pick(d.loaded) / pick(d.baseline), 2)}×` : ''
+    } |`;
+  return [
+    `| Handoff \`discover\` (limit ${SETTINGS.discoverLimit}), one requester, one at a time | ${fmt(d.baseline.announcedPeers)} announced peers | ${fmt(d.loaded.announcedPeers)} announced peers | ratio |`,
+    '|---|---:|---:|---:|',
+    line('round trips timed', (s) => s.roundTrips, 0, false),
+    line('round trip p50 (ms)', (s) => s.p50Ms, 3),
+    line('round trip p99 (ms)', (s) => s.p99Ms, 3),
+    line('round trip max (ms)', (s) => s.maxMs, 3),
+    line('server CPU per discover (µs)', (s) => s.serverCpuMicrosPerDiscover, 0),
+    line('peers in each answer', (s) => s.peersPerAnswer, 0, false),
+    `| announcing the extra peers: to all announced / broadcast drained (s) | | ${fmt(d.announceMs / 1000, 1)} / ${fmt(d.broadcastDrainMs / 1000, 1)} | |`,
+    `| server CPU announcing them (s); \`peer-capability-update\` bytes the peers received | | ${fmt(d.serverCpuSecondsAnnouncing, 1)}; ${fmt(d.bytesToAnnouncedPeers / 1e9, 2)} GB | |`,
+  ].join('\n');
+}
+
 // ------------------------------------------------------------------------------------ report
 
 interface KindResults {
@@ -758,47 +1125,59 @@ const fmt = (value: number, digits = 0) =>
 function table(results: Results): string {
   const h = results.handoff;
   const b = results.bare;
+  const p = results.peerjs;
   const rows: string[] = [
-    '| metric | Handoff | bare uWS | ratio (Handoff / bare) | target |',
-    '|---|---:|---:|---:|---|',
+    '| metric | Handoff | bare uWS | PeerJS | Handoff / bare | Handoff / PeerJS | PeerJS / bare | target |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
   ];
+  const cell = (v: number | undefined, digits: number) => (v !== undefined ? fmt(v, digits) : '–');
+  const ratio = (a: number | undefined, c: number | undefined) =>
+    a !== undefined && c !== undefined && c !== 0 ? `${fmt(a / c, 2)}×` : '–';
+  type Values = { h: number | undefined; b: number | undefined; p: number | undefined };
   const row = (
     name: string,
     pick: (r: KindResults) => number | undefined,
     digits: number,
-    target = (_ratio: number, _value: number) => '',
+    target: (values: Values) => string = () => '',
   ) => {
-    const hv = h && pick(h);
-    const bv = b && pick(b);
-    if (hv === undefined && bv === undefined) return;
-    const ratio = hv !== undefined && bv !== undefined ? hv / bv : Number.NaN;
+    const values = { h: h && pick(h), b: b && pick(b), p: p && pick(p) };
+    if (values.h === undefined && values.b === undefined && values.p === undefined) return;
     rows.push(
-      `| ${name} | ${hv !== undefined ? fmt(hv, digits) : '–'} | ${bv !== undefined ? fmt(bv, digits) : '–'} | ${
-        Number.isFinite(ratio) ? `${fmt(ratio, 2)}×` : '–'
-      } | ${hv !== undefined ? target(ratio, hv) : ''} |`,
+      `| ${name} | ${cell(values.h, digits)} | ${cell(values.b, digits)} | ${cell(values.p, digits)} | ${ratio(
+        values.h,
+        values.b,
+      )} | ${ratio(values.h, values.p)} | ${ratio(values.p, values.b)} | ${target(values)} |`,
     );
   };
   const verdict = (ok: boolean) => (ok ? '**met**' : '**MISSED**');
+  const atLeastBare = ({ h: hv, b: bv }: Values) =>
+    hv !== undefined && bv !== undefined
+      ? `Handoff ≥ ${TARGETS.throughputRatio}× bare: ${verdict(hv / bv >= TARGETS.throughputRatio)}`
+      : `Handoff ≥ ${TARGETS.throughputRatio}× bare`;
+  const memoryTarget = ({ h: hv }: Values) =>
+    hv !== undefined
+      ? `Handoff ≤ ${fmt(TARGETS.bytesPerIdlePeer)} B: ${verdict(hv <= TARGETS.bytesPerIdlePeer)}`
+      : '';
   row(
     `relay throughput, median of ${SETTINGS.throughputRounds} rounds (msg/s)`,
     (r) => r.throughput?.messagesPerSecond,
     0,
-    (ratio) =>
-      Number.isFinite(ratio)
-        ? `≥ ${TARGETS.throughputRatio}× bare: ${verdict(ratio >= TARGETS.throughputRatio)}`
-        : `≥ ${TARGETS.throughputRatio}× bare`,
+    atLeastBare,
   );
   row('  slowest round (msg/s)', (r) => r.throughput?.minMessagesPerSecond, 0);
   row('  fastest round (msg/s)', (r) => r.throughput?.maxMessagesPerSecond, 0);
-  row('server CPU per relayed msg (µs, user+sys)', (r) => r.throughput?.serverCpuMicrosPerMessage, 1);
+  row(
+    'server CPU per relayed msg (µs, user+sys)',
+    (r) => r.throughput?.serverCpuMicrosPerMessage,
+    1,
+    ({ h: hv, p: pv }) =>
+      hv !== undefined && pv !== undefined ? `Handoff < PeerJS: ${verdict(hv < pv)}` : 'Handoff < PeerJS',
+  );
   row(
     'CPU-bound relay capacity of one server core (msg/s = 10⁶ / µs per msg)',
     (r) => r.throughput && 1e6 / r.throughput.serverCpuMicrosPerMessage,
     0,
-    (ratio) =>
-      Number.isFinite(ratio)
-        ? `≥ ${TARGETS.throughputRatio}× bare: ${verdict(ratio >= TARGETS.throughputRatio)}`
-        : `≥ ${TARGETS.throughputRatio}× bare`,
+    atLeastBare,
   );
   row(
     'server CPU busy during throughput (% of 1 core)',
@@ -814,7 +1193,10 @@ function table(results: Results): string {
     'relay messages lost without an error (throughput + latency phases)',
     (r) => r.throughput && r.latency && r.throughput.lost + r.latency.lost,
     0,
-    (_r, v) => (v === 0 ? 'none: **met**' : 'none: **MISSED**'),
+    (values) => {
+      const all = [values.h, values.b, values.p].filter((v) => v !== undefined);
+      return `none: ${verdict(all.every((v) => v === 0))}`;
+    },
   );
   row(
     'relay messages refused with an error (throughput + latency phases)',
@@ -833,13 +1215,13 @@ function table(results: Results): string {
     `RSS per idle registered peer, N=${fmt(SETTINGS.idlePeers)} (bytes)`,
     (r) => r.memory?.rssBytesPerPeer,
     0,
-    (_r, v) => `≤ ${fmt(TARGETS.bytesPerIdlePeer)} B: ${verdict(v <= TARGETS.bytesPerIdlePeer)}`,
+    memoryTarget,
   );
   row(
     `heapUsed per idle registered peer, N=${fmt(SETTINGS.idlePeers)} (bytes)`,
     (r) => r.memory?.heapUsedBytesPerPeer,
     0,
-    (_r, v) => `≤ ${fmt(TARGETS.bytesPerIdlePeer)} B: ${verdict(v <= TARGETS.bytesPerIdlePeer)}`,
+    memoryTarget,
   );
   row(
     `heapTotal (committed V8 heap) per idle registered peer, N=${fmt(SETTINGS.idlePeers)} (bytes)`,
@@ -855,7 +1237,7 @@ function table(results: Results): string {
     `marginal RSS per idle peer, N/2 → N (bytes)`,
     (r) => r.memory?.marginal.rssBytesPerPeer,
     0,
-    (_r, v) => `≤ ${fmt(TARGETS.bytesPerIdlePeer)} B: ${verdict(v <= TARGETS.bytesPerIdlePeer)}`,
+    memoryTarget,
   );
   row(`marginal heapUsed per idle peer, N/2 → N (bytes)`, (r) => r.memory?.marginal.heapUsedBytesPerPeer, 0);
   row(`accept ${fmt(SETTINGS.acceptConnections)} connections to greeting (ms)`, (r) => r.accept?.ms, 0);
@@ -907,11 +1289,11 @@ async function main(): Promise<void> {
   ensureFileLimit();
   // Every thread of this process (main, libuv pool, V8 helpers) to CPU 0; threads made later inherit it.
   if (PIN) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  const only = process.env.BENCH_ONLY as ServerKind | undefined;
-  const kinds: ServerKind[] = only ? [only] : ['handoff', 'bare'];
+  const only = process.env.BENCH_ONLY?.split(',').filter(Boolean) as ServerKind[] | undefined;
+  const kinds: ServerKind[] = only?.length ? only : ['handoff', 'bare', 'peerjs'];
   const started = performance.now();
   const results: Results = {};
-  const phases = new Set((process.env.BENCH_PHASES ?? 'relay,memory,accept').split(','));
+  const phases = new Set((process.env.BENCH_PHASES ?? 'relay,memory,accept,discover').split(','));
   console.error(
     `bench:signaling — ${kinds.join(' vs ')}; node ${process.version}, ${os.cpus().length} CPUs; load generator: ws clients in this process` +
       (PIN ? ' (pinned to CPU 0, servers to CPU 1)' : ' (not pinned)'),
@@ -932,16 +1314,25 @@ async function main(): Promise<void> {
       result.accept = await acceptPhase(kind);
     }
   }
+  let discover: DiscoverResult | undefined;
+  if (phases.has('discover') && kinds.includes('handoff')) {
+    console.error(
+      `[handoff] discover with ${SETTINGS.discoverBaselinePeers} and ${SETTINGS.discoverPeers} announced peers …`,
+    );
+    discover = await discoverPhase();
+  }
   const seconds = (performance.now() - started) / 1000;
   const markdown = table(results);
   console.log(`\n## Signaling benchmark (${new Date().toISOString()})\n`);
   console.log(markdown);
+  if (discover) console.log(`\n${discoverTable(discover)}`);
   console.log(
-    `\nbare uWS relay: ${BARE_RELAY_MODE}. Handoff: full server (valibot decode, XState socket actor, registry), ` +
+    `\nbare uWS relay: ${BARE_RELAY_MODE}. PeerJS: ${PEERJS_SERVER_MODE}. ` +
+      `Handoff: full server (valibot decode, XState socket actor, registry), ` +
       `limits raised: ${JSON.stringify(HANDOFF_BENCH_CONFIG)}.`,
   );
   console.log(
-    `${SETTINGS.pairs} pairs × window ${SETTINGS.window}; ${SETTINGS.throughputRounds} throughput rounds per server (alternating servers), each ${SETTINGS.throughputMs} ms after ${SETTINGS.throughputWarmupMs} ms warm-up; ` +
+    `${SETTINGS.pairs} pairs × window ${SETTINGS.window}; ${SETTINGS.throughputRounds} throughput rounds per server (rotating the server order), each ${SETTINGS.throughputMs} ms after ${SETTINGS.throughputWarmupMs} ms warm-up; ` +
       `latency ${SETTINGS.latencyMs} ms at ${SETTINGS.latencyRate} msg/s; accept concurrency ${SETTINGS.acceptConcurrency}. ` +
       `Runtime ${fmt(seconds, 1)} s. Unexpected client closes: ${unexpectedCloses}.`,
   );
@@ -963,12 +1354,14 @@ async function main(): Promise<void> {
         settings: SETTINGS,
         targets: TARGETS,
         bareRelayMode: BARE_RELAY_MODE,
+        peerJsMode: PEERJS_SERVER_MODE,
         handoffConfig: HANDOFF_BENCH_CONFIG,
         unexpectedCloses,
         profiling: { cpu: CPU_PROFILE, heapSnapshot: HEAP_SNAPSHOT },
         pinned: PIN,
         runtimeSeconds: seconds,
         results,
+        discover,
       },
       null,
       2,
@@ -987,6 +1380,7 @@ main()
   .then(() => {
     clearTimeout(watchdog);
     dropAll(clients);
+    for (const peer of [...rawPeers]) peer.destroy();
     killChildren();
     process.exit(0);
   })
@@ -997,6 +1391,7 @@ main()
     }
     console.error('bench:signaling failed:', error);
     dropAll(clients);
+    for (const peer of [...rawPeers]) peer.destroy();
     killChildren();
     process.exit(1);
   });
