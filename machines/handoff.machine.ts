@@ -69,6 +69,8 @@ export interface HandoffInput {
     token?: string;
   };
   acceptTimeoutMs?: number;
+  /** How long an `unknown-target` verdict waits for the peer to reappear before its link closes. */
+  unreachableGraceMs?: number;
   now?: () => number;
 }
 
@@ -87,6 +89,7 @@ export interface HandoffContext {
   link: HandoffInput['link'];
   connectionOptions: HandoffInput['connection'];
   acceptTimeoutMs: number | undefined;
+  unreachableGraceMs: number;
   now: () => number;
   /** Last use of each open link, for least-recently-used recycling. */
   linkUse: Record<string, number>;
@@ -279,17 +282,38 @@ export const handoffMachine = setup({
       if (children[linkId(event.peerId)]) enqueue.sendTo(linkId(event.peerId), { type: 'link.close' });
       lostPeer(enqueue, children, event.peerId, `peer left (${event.reason})`);
     }),
-    serverError: enqueueActions(({ event, enqueue, self }) => {
+    /**
+     * `unknown-target` may only mean the peer has not reconnected yet (after a server restart the
+     * server forgets everyone until they come back): the verdict waits out a grace longer than the
+     * link's own fallback to the relay, and is withdrawn if the peer shows up meanwhile. A peer that
+     * is really gone goes silent first, and its tasks move on then.
+     */
+    serverError: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'error') return;
       enqueue.assign({ lastServerError: event });
       const target = event.targetPeerId;
       if (
-        event.code === 'unknown-target' &&
-        target &&
-        (self.getSnapshot().children as Children)[linkId(target)]
-      ) {
-        enqueue.sendTo(linkId(target), { type: 'link.unreachable', reason: event.message });
-      }
+        event.code !== 'unknown-target' ||
+        !target ||
+        !(self.getSnapshot().children as Children)[linkId(target)]
+      )
+        return;
+      enqueue.cancel(unreachableTimer(target));
+      enqueue.sendTo(
+        linkId(target),
+        { type: 'link.unreachable', reason: event.message },
+        { id: unreachableTimer(target), delay: context.unreachableGraceMs },
+      );
+    }),
+    /** The peer is back (announced again, or talking to us): an `unknown-target` verdict is void. */
+    peerSeen: enqueueActions(({ event, enqueue }) => {
+      const peerId =
+        event.type === 'peer-capability-update'
+          ? event.peerId
+          : event.type === 'link.message'
+            ? event.peerId
+            : undefined;
+      if (peerId) enqueue.cancel(unreachableTimer(peerId));
     }),
     /** A task wants to talk to a peer: through its link, opened (as initiator) if needed. */
     sendToPeer: enqueueActions(({ context, event, enqueue, self, system }) => {
@@ -574,6 +598,8 @@ export const handoffMachine = setup({
       link: input.link,
       connectionOptions: input.connection,
       acceptTimeoutMs: input.acceptTimeoutMs,
+      // Longer than the link's default 5 s direct timeout, so a reconnecting peer is reached by relay first.
+      unreachableGraceMs: input.unreachableGraceMs ?? 8_000,
       now: input.now ?? Date.now,
       linkUse: {},
       serves: {},
@@ -609,7 +635,7 @@ export const handoffMachine = setup({
     'user.prompt': { actions: 'routePrompt' },
     'user.setQuota': { actions: 'setQuota' },
     'quota.changed': { actions: 'announceQuota' },
-    'peer-capability-update': { actions: ['learnKeys', 'toDiscovery'] },
+    'peer-capability-update': { actions: ['learnKeys', 'peerSeen', 'toDiscovery'] },
     'peers-discovered': { actions: ['learnKeys', 'toDiscovery'] },
     'peer-left': { actions: ['toDiscovery', 'peerGone'] },
     offer: { actions: 'toLink' },
@@ -618,7 +644,7 @@ export const handoffMachine = setup({
     relay: { actions: 'toLink' },
     error: { actions: 'serverError' },
     'link.signal': { actions: 'toConnection' },
-    'link.message': { actions: 'routeTaskMessage' },
+    'link.message': { actions: ['peerSeen', 'routeTaskMessage'] },
     'link.rtt': { actions: 'toDiscovery' },
     'link.transport': { actions: 'pathChanged' },
     'link.silent': { actions: 'peerSilent' },
@@ -818,3 +844,5 @@ function requestInput(
     ...(context.acceptTimeoutMs !== undefined ? { acceptTimeoutMs: context.acceptTimeoutMs } : {}),
   };
 }
+
+const unreachableTimer = (peerId: string) => `unreachable-${peerId}`;

@@ -331,25 +331,45 @@ describe('handoff root: signals and links', () => {
     ]);
   });
 
-  it('tells a link its peer is unreachable when the server reports unknown-target for it, and records the error', () => {
-    const h = startHandoff();
+  it('tells a link its peer is unreachable only after a grace for the peer to come back, and records the error', () => {
+    const h = startHandoff({ unreachableGraceMs: 8_000 });
     h.openLinkFrom(A);
     const unreachable = serverError({ targetPeerId: A, message: 'peer-a is not connected' });
     h.server(unreachable);
+    expect(h.context().lastServerError).toEqual(unreachable);
+    // The peer may only be reconnecting (a restarted server forgets everyone): nothing yet.
+    h.clock.increment(7_999);
+    expect(h.toLink(A)).toEqual([offerFrom(A)]);
+    h.clock.increment(1);
     expect(h.toLink(A)).toEqual([
       offerFrom(A),
       { type: 'link.unreachable', reason: 'peer-a is not connected' },
     ]);
-    expect(h.context().lastServerError).toEqual(unreachable);
 
     // Another code, or a target without a link, is only recorded.
     const limited = serverError({ code: 'rate-limited', targetPeerId: A, message: 'slow down' });
     h.server(limited);
     const unknown = serverError({ targetPeerId: B });
     h.server(unknown);
+    h.clock.increment(10_000);
     expect(h.toLink(A)).toHaveLength(2);
     expect(h.fakes.started('peerLink')).toEqual([linkId(A)]);
     expect(h.context().lastServerError).toEqual(unknown);
+  });
+
+  it('withdraws an unknown-target verdict when the peer shows up again within the grace', () => {
+    const h = startHandoff({ unreachableGraceMs: 8_000 });
+    h.openLinkFrom(A);
+    h.openLinkFrom(B);
+    h.server(serverError({ targetPeerId: A }));
+    h.server(serverError({ targetPeerId: B }));
+    h.clock.increment(3_000);
+    // A announces again after reconnecting; B talks to us over its link.
+    h.server({ type: 'peer-capability-update', peerId: A, capabilities: aiPeer(['m-1']) });
+    h.fromPeer(B, accepted('t-x'));
+    h.clock.increment(10_000);
+    expect(h.toLink(A).map((event) => event.type)).not.toContain('link.unreachable');
+    expect(h.toLink(B).map((event) => event.type)).not.toContain('link.unreachable');
   });
 });
 
