@@ -24,7 +24,7 @@ import {
 } from '../protocol/index.ts';
 import { defaultConfig } from '../signaling/config.ts';
 import { SignalingMetrics } from '../signaling/metrics.ts';
-import { PeerRegistry } from '../signaling/peer-registry.ts';
+import { newPeerEntry, PeerRegistry } from '../signaling/peer-registry.ts';
 import { socketMachine } from '../signaling/socket.machine.ts';
 import { SendStatus, type SocketPort } from '../signaling/socket-port.ts';
 
@@ -173,17 +173,7 @@ function socketInput(i: number, port: SocketPort, policy: typeof sharedPolicy) {
 }
 
 function connect(i: number, port: SocketPort) {
-  const entry = {
-    peerId: `peer-${i}`,
-    socketId: null,
-    port: null,
-    capabilities: null,
-    publicKey: null,
-    contacts: null,
-    graceUntil: 0,
-    tokenIssuedAt: 0,
-    leaveReason: 'closed' as const,
-  };
+  const entry = newPeerEntry(`peer-${i}`);
   registry.add(entry);
   registry.connect(entry, `socket-${i}`, port);
 }

@@ -11,7 +11,7 @@ import type { SignalingConfig } from './config.ts';
 import { iceServersFor, mintResumeToken, newPeerId, verifyResumeToken } from './credentials.ts';
 import type { Logger } from './logger.ts';
 import type { SignalingMetrics } from './metrics.ts';
-import type { PeerEntry, PeerRegistry } from './peer-registry.ts';
+import { newPeerEntry, type PeerEntry, type PeerRegistry } from './peer-registry.ts';
 import { type SocketOutput, type SocketPolicy, socketMachine } from './socket.machine.ts';
 import type { SocketPort } from './socket-port.ts';
 
@@ -126,7 +126,7 @@ export const hubMachine = setup({
           if (known.socketId) context.sockets.get(known.socketId)?.send({ type: 'hub.replaced' });
         } else if (claim && !known) {
           // The server restarted (or the grace ran out): the token still proves who the peer is.
-          entry = newEntry(claim.peerId);
+          entry = newPeerEntry(claim.peerId);
           registry.add(entry);
           resumed = true;
         } else {
@@ -134,7 +134,7 @@ export const hubMachine = setup({
         }
       }
       if (!entry) {
-        entry = newEntry(newPeerId());
+        entry = newPeerEntry(newPeerId());
         registry.add(entry);
       }
       registry.connect(entry, socketId, event.port);
@@ -294,20 +294,6 @@ export const hubMachine = setup({
     stopped: { type: 'final' },
   },
 });
-
-function newEntry(peerId: string): PeerEntry {
-  return {
-    peerId,
-    socketId: null,
-    port: null,
-    capabilities: null,
-    publicKey: null,
-    contacts: null,
-    graceUntil: 0,
-    tokenIssuedAt: 0,
-    leaveReason: 'closed',
-  };
-}
 
 /** The per-socket slice of the server's configuration. */
 function socketPolicyOf(config: SignalingConfig): SocketPolicy {

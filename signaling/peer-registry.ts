@@ -28,6 +28,21 @@ export interface PeerEntry {
   leaveReason: 'closed' | 'timeout';
 }
 
+/** A session that has no socket, capabilities or contacts yet. */
+export function newPeerEntry(peerId: string): PeerEntry {
+  return {
+    peerId,
+    socketId: null,
+    port: null,
+    capabilities: null,
+    publicKey: null,
+    contacts: null,
+    graceUntil: 0,
+    tokenIssuedAt: 0,
+    leaveReason: 'closed',
+  };
+}
+
 /**
  * Every session by peer id. The hub actor is the only writer of membership; socket actors read it
  * to route and to answer `discover`.

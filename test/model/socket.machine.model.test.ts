@@ -8,7 +8,7 @@ import {
   type ServerMessage,
 } from '../../protocol/index.ts';
 import { SignalingMetrics } from '../../signaling/metrics.ts';
-import { type PeerEntry, PeerRegistry } from '../../signaling/peer-registry.ts';
+import { newPeerEntry, type PeerEntry, PeerRegistry } from '../../signaling/peer-registry.ts';
 import { socketMachine } from '../../signaling/socket.machine.ts';
 import { MemorySocketPort } from '../support/memory-socket-port.ts';
 import { type Observation, POLICY, type SpecEvent, socketSpec } from './socket-spec.machine.ts';
@@ -150,17 +150,7 @@ function scenario(path: TestPath<SpecSnapshot, SpecEvent>): string {
   return `${events.join(' → ')} ⇒ ${end}`;
 }
 
-const entry = (peerId: string, socketId: string): PeerEntry => ({
-  peerId,
-  socketId,
-  port: null,
-  capabilities: null,
-  publicKey: null,
-  contacts: null,
-  graceUntil: 0,
-  tokenIssuedAt: 0,
-  leaveReason: 'closed',
-});
+const entry = (peerId: string, socketId: string): PeerEntry => ({ ...newPeerEntry(peerId), socketId });
 
 /** The real socket actor on an in-memory port, with a second connected peer to route to. */
 class SocketUnderTest {

@@ -1,22 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { type Capabilities, type DiscoveryRequirements, MAX_DISCOVERED_PEERS } from '../../protocol/index.ts';
-import { type PeerEntry, PeerRegistry } from '../../signaling/peer-registry.ts';
+import { newPeerEntry, type PeerEntry, PeerRegistry } from '../../signaling/peer-registry.ts';
 import { MemorySocketPort } from '../support/memory-socket-port.ts';
 
 const T0 = 1_767_225_600_000;
 const anyAI: DiscoveryRequirements = { needsAI: true, minQuota: 0, preferredModels: [] };
 
-const entry = (peerId: string): PeerEntry => ({
-  peerId,
-  socketId: null,
-  port: null,
-  capabilities: null,
-  publicKey: null,
-  contacts: null,
-  graceUntil: 0,
-  tokenIssuedAt: 0,
-  leaveReason: 'closed',
-});
+const entry = (peerId: string): PeerEntry => newPeerEntry(peerId);
 const offering = (availableQuota: number, tokensPerSecond?: number): Capabilities => ({
   hasAI: true,
   models: ['llama-3.1-8b'],
