@@ -1,22 +1,11 @@
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, CHROMIUM_PERMISSIONS } from './test/support/chromium.ts';
 
-/** Debian's Chromium, headless, offline; loopback WebRTC needs the flag and a camera/mic grant. */
+/** Debian's Chromium, headless and offline (see test/support/chromium.ts). */
 const chromium = playwright({
-  launchOptions: {
-    executablePath: process.env.HANDOFF_CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--allow-loopback-in-peer-connection',
-    ],
-  },
-  contextOptions: { permissions: ['camera', 'microphone'] },
+  launchOptions: { executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS },
+  contextOptions: { permissions: CHROMIUM_PERMISSIONS },
 });
 
 export default defineConfig({

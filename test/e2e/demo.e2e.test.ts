@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Demo, startDemo } from '../../demo/start.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, CHROMIUM_PERMISSIONS } from '../support/chromium.ts';
 import { demoAnswer } from '../support/peers.ts';
 import { waitUntil } from '../support/wait.ts';
 
@@ -21,22 +22,9 @@ let context: BrowserContext;
 beforeAll(async () => {
   await mkdir(SHOTS, { recursive: true });
   demo = await startDemo({ demoPort: 0, signaling: { port: 0, host: '127.0.0.1', logLevel: 'silent' } });
-  browser = await chromium.launch({
-    executablePath: process.env.HANDOFF_CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--allow-loopback-in-peer-connection',
-    ],
-  });
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
   context = await browser.newContext({
-    permissions: ['camera', 'microphone'],
+    permissions: CHROMIUM_PERMISSIONS,
     viewport: { width: 1280, height: 900 },
   });
 }, 60_000);
