@@ -5,6 +5,7 @@ import type { RtcCommand } from '../../machines/actors/rtc-peer.actor.ts';
 import type { LinkMessage } from '../../machines/link-framing.ts';
 import type { LinkTransport } from '../../machines/peer-link.machine.ts';
 import { LOCAL_PEER, type PeerLinkHarness, REMOTE_PEER, startPeerLink } from '../support/fake-rtc.ts';
+import { stateNodes, transitionId } from '../support/spec-graph.ts';
 
 const DIRECT_TIMEOUT_MS = 4_000;
 const RESTART_TIMEOUT_MS = 3_000;
@@ -200,19 +201,8 @@ const SPEC_EVENTS: SpecEvent[] = [
 const transitionsTaken = (before: SpecSnapshot, event: SpecEvent): SpecTransition[] =>
   peerLinkSpec.getTransitionData(before, event);
 
-function transitionId(t: SpecTransition): string {
-  const siblings = t.source.transitions.get(t.eventType) ?? [];
-  const targets = t.target?.map((node) => node.id).join(',') ?? '(stays)';
-  return `${t.source.id} ${t.eventType}[${siblings.indexOf(t)}] → ${targets}`;
-}
-
 /** `matches` takes a dotted path at runtime; its type only lists the spec's literal values. */
 const pathOf = (node: AnyStateNode) => node.path.join('.') as Parameters<SpecSnapshot['matches']>[0];
-
-function* stateNodes(node: AnyStateNode): Generator<AnyStateNode> {
-  yield node;
-  for (const child of Object.values(node.states)) yield* stateNodes(child);
-}
 
 /**
  * A vertex is the spec state (value and bounded context) with the transitions that led into it and

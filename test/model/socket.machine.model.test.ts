@@ -11,6 +11,7 @@ import { SignalingMetrics } from '../../signaling/metrics.ts';
 import { newPeerEntry, type PeerEntry, PeerRegistry } from '../../signaling/peer-registry.ts';
 import { socketMachine } from '../../signaling/socket.machine.ts';
 import { MemorySocketPort } from '../support/memory-socket-port.ts';
+import { stateNodes, transitionId } from '../support/spec-graph.ts';
 import { type Observation, POLICY, type SpecEvent, socketSpec } from './socket-spec.machine.ts';
 
 type SpecSnapshot = SnapshotFrom<typeof socketSpec>;
@@ -84,19 +85,8 @@ const SPEC_EVENTS: SpecEvent[] = [
 const transitionsTaken = (before: SpecSnapshot, event: SpecEvent): SpecTransition[] =>
   socketSpec.getTransitionData(before, event);
 
-function transitionId(transition: SpecTransition): string {
-  const siblings = transition.source.transitions.get(transition.eventType) ?? [];
-  const targets = transition.target?.map((node) => node.id).join(',') ?? '(stays)';
-  return `${transition.source.id} ${transition.eventType}[${siblings.indexOf(transition)}] → ${targets}`;
-}
-
 /** `matches` takes a dotted path at runtime; its type only lists the spec's literal values. */
 const pathOf = (node: AnyStateNode) => node.path.join('.') as Parameters<SpecSnapshot['matches']>[0];
-
-function* stateNodes(node: AnyStateNode): Generator<AnyStateNode> {
-  yield node;
-  for (const child of Object.values(node.states)) yield* stateNodes(child);
-}
 
 /**
  * A vertex is the spec state (value and bounded context) together with the transitions that led

@@ -3,7 +3,6 @@ import {
   type ActorRefFrom,
   type AnyEventObject,
   type AnyStateMachine,
-  type AnyStateNode,
   createActor,
   createMachine,
   fromCallback,
@@ -32,6 +31,7 @@ import type {
   PromptDelegation,
   QuotaStatus,
 } from '../../protocol/index.ts';
+import { stateNodes } from './spec-graph.ts';
 
 /*
  * Fakes for unit and model tests of ONE client machine: a scripted signaling socket, a parent that
@@ -323,11 +323,6 @@ export const observed = (_: unknown, _params?: unknown) => {};
 
 type AnySnapshot = SnapshotFrom<AnyStateMachine>;
 type AnyAction = { type: string; params?: unknown };
-
-function* stateNodes(node: AnyStateNode): Generator<AnyStateNode> {
-  yield node;
-  for (const child of Object.values(node.states)) yield* stateNodes(child);
-}
 
 const tookId = (action: unknown): string | undefined => {
   const { type, params } = action as AnyAction;
