@@ -290,16 +290,19 @@ export async function createHandoff(options: HandoffOptions = {}): Promise<Hando
         ...(quota ? { quota } : {}),
       });
       if (!verdict.admitted) throw new PromptRefusedError(verdict.reason, verdict.message);
-      const controller = new AbortController();
+      // The provider runs in a local task actor, like any prompt this peer runs on its own AI.
+      const taskId = delegation.taskId;
+      const task = track(taskId, () => actor.send({ type: 'user.runLocal', taskId, prompt, options: {} }));
+      let finished = false;
       try {
-        for await (const event of (context.provider as NonNullable<typeof context.provider>).stream({
-          prompt,
-          signal: controller.signal,
-        })) {
-          if (event.type === 'text') yield event.text;
-        }
+        yield* task.chunks;
+        const result = await task.result;
+        finished = true;
+        if (result.status !== 'completed')
+          throw new Error(result.error?.message ?? `the prompt ${result.status}`);
       } finally {
-        controller.abort();
+        // A consumer that stops early cancels the run.
+        if (!finished) task.cancel();
       }
     },
     onConnectionStateChange(callback) {

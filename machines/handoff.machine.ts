@@ -18,7 +18,7 @@ import type { AIProvider } from './providers/provider.ts';
 import { initialQuota, type QuotaInput, quotaMachine } from './quota.machine.ts';
 import { planRoute } from './route-planner.ts';
 import type { SecurityManager } from './security/security-manager.ts';
-import { taskLocalMachine } from './task-local.machine.ts';
+import { type TaskLocalInput, taskLocalMachine } from './task-local.machine.ts';
 import { type TaskRequestInput, type TaskRequestOutput, taskRequestMachine } from './task-request.machine.ts';
 import { type Admission, type TaskServeOutput, taskServeMachine } from './task-serve.machine.ts';
 
@@ -117,6 +117,8 @@ export type HandoffEvent =
   | { type: 'user.cancel'; taskId: string }
   /** Runs locally or delegates, as the route planner decides (see route-planner.ts). */
   | { type: 'user.prompt'; taskId: string; prompt: string; options: DelegateOptions }
+  /** Runs a prompt on this peer's own provider (handleIncomingPrompt, after the serving policy said yes). */
+  | { type: 'user.runLocal'; taskId: string; prompt: string; options: DelegateOptions }
   | { type: 'user.setQuota'; totalQuota: number; usedQuota?: number }
   | { type: 'quota.changed'; quota: QuotaStatus }
   | { type: 'link.message'; peerId: string; message: LinkMessage }
@@ -459,16 +461,7 @@ export const handoffMachine = setup({
         now: context.now(),
       });
       if (plan.route === 'local') {
-        enqueue.spawnChild('taskLocal', {
-          id: requestId(event.taskId),
-          input: {
-            taskId: event.taskId,
-            prompt: event.prompt,
-            provider: context.provider as AIProvider,
-            ...(event.options.model ? { model: event.options.model } : {}),
-            ...(event.options.timeoutMs !== undefined ? { timeoutMs: event.options.timeoutMs } : {}),
-          },
-        });
+        enqueue.spawnChild('taskLocal', { id: requestId(event.taskId), input: localInput(context, event) });
       } else if (plan.route === 'delegate') {
         const target = event.options.targetPeerId;
         const candidates =
@@ -494,6 +487,12 @@ export const handoffMachine = setup({
         enqueue.emit({ type: 'handoff.taskDone', output: result });
       }
       enqueue.emit({ type: 'handoff.routed', taskId: event.taskId, plan });
+    }),
+    /** Runs a prompt on this peer's own AI, unconditionally (the caller decided it may). */
+    runLocal: enqueueActions(({ context, event, enqueue, self }) => {
+      if (event.type !== 'user.runLocal' || !context.provider) return;
+      if ((self.getSnapshot().children as Children)[requestId(event.taskId)]) return;
+      enqueue.spawnChild('taskLocal', { id: requestId(event.taskId), input: localInput(context, event) });
     }),
     startQuota: enqueueActions(({ context, enqueue }) => {
       if (context.quotaInput)
@@ -633,6 +632,7 @@ export const handoffMachine = setup({
     'user.delegate': { actions: 'startRequest' },
     'user.cancel': { actions: 'cancelRequest' },
     'user.prompt': { actions: 'routePrompt' },
+    'user.runLocal': { actions: 'runLocal' },
     'user.setQuota': { actions: 'setQuota' },
     'quota.changed': { actions: 'announceQuota' },
     'peer-capability-update': { actions: ['learnKeys', 'peerSeen', 'toDiscovery'] },
@@ -846,3 +846,18 @@ function requestInput(
 }
 
 const unreachableTimer = (peerId: string) => `unreachable-${peerId}`;
+
+/** A prompt run on this peer's own provider. */
+function localInput(
+  context: HandoffContext,
+  event: { taskId: string; prompt: string; options: DelegateOptions },
+): TaskLocalInput {
+  const { options } = event;
+  return {
+    taskId: event.taskId,
+    prompt: event.prompt,
+    provider: context.provider as AIProvider,
+    ...(options.model ? { model: options.model } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  };
+}
