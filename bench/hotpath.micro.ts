@@ -25,7 +25,7 @@ import {
 import { defaultConfig } from '../signaling/config.ts';
 import { SignalingMetrics } from '../signaling/metrics.ts';
 import { newPeerEntry, PeerRegistry } from '../signaling/peer-registry.ts';
-import { socketMachine } from '../signaling/socket.machine.ts';
+import { type SocketEnvironment, type SocketInput, socketMachine } from '../signaling/socket.machine.ts';
 import { SendStatus, type SocketPort } from '../signaling/socket-port.ts';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -137,38 +137,34 @@ class NullPort implements SocketPort {
 const config = defaultConfig();
 const registry = new PeerRegistry();
 const metrics = new SignalingMetrics();
-/** What hub.openSocket builds for every socket (mirrors signaling/hub.machine.ts). */
-const policyFor = () => ({
-  ...config,
-  closingTimeoutMs: 2_000,
-  hangUpWaitMs: Math.min(1_000, Math.floor(config.shutdownGraceMs / 2)),
-});
-const sharedPolicy = policyFor();
-
-function socketInput(i: number, port: SocketPort, policy: typeof sharedPolicy) {
-  const peerId = `peer-${i}`;
-  const welcome: PeerIdAssigned = {
+/** What the hub shares with every socket actor (mirrors signaling/hub.machine.ts). */
+const env: SocketEnvironment = {
+  registry,
+  metrics,
+  policy: { ...config, closingTimeoutMs: 2_000, hangUpWaitMs: 1_000 },
+  welcome: (peerId, resumed): PeerIdAssigned => ({
     type: 'peer-id',
     peerId,
     resumeToken: `${peerId}.1700000000000.${'x'.repeat(43)}`,
-    resumed: false,
+    resumed,
     protocolVersion: PROTOCOL_VERSION,
     iceServers: [],
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     resumeGraceMs: config.resumeGraceMs,
-  };
+  }),
+  iceServers: () => ({ iceServers: [], expiresAt: 0 }),
+  now: Date.now,
+};
+
+function socketInput(i: number, port: SocketPort): SocketInput {
   return {
     socketId: `socket-${i}`,
-    peerId,
+    peerId: `peer-${i}`,
     port,
-    registry,
-    metrics,
-    policy,
+    env,
     protocolVersion: PROTOCOL_VERSION,
-    welcome,
+    resumed: false,
     announced: false,
-    iceServers: () => ({ iceServers: [], expiresAt: 0 }),
-    now: Date.now,
   };
 }
 
@@ -182,7 +178,7 @@ const senderPort = new NullPort();
 const targetPort = new NullPort();
 connect(0, senderPort);
 connect(1, targetPort);
-const sender = createActor(socketMachine, { input: socketInput(0, senderPort, sharedPolicy) });
+const sender = createActor(socketMachine, { input: socketInput(0, senderPort) });
 sender.start();
 const relayEvent = {
   type: 'relay' as const,
@@ -214,35 +210,16 @@ sender.stop();
 // ------------------------------------------------------------------------------ memory per socket
 
 const peers = 5_000;
-const configCopy = bytesEach(peers, () => policyFor());
-report(
-  'one `{ ...config, closingTimeoutMs, hangUpWaitMs }` policy copy (hub.openSocket makes one per socket)',
-  `${configCopy.toFixed(0)} B`,
-);
 let next = 10;
-const actorPerSocketPolicy = bytesEach(peers, () => {
+const idleSocket = bytesEach(peers, () => {
   const i = next++;
   const port = new NullPort();
   connect(i, port);
-  const actor = createActor(socketMachine, {
-    input: socketInput(i, port, policyFor()),
-  });
+  const actor = createActor(socketMachine, { id: 'socket', input: socketInput(i, port) });
   actor.start();
   return actor;
 });
-const actorSharedPolicy = bytesEach(peers, () => {
-  const i = next++;
-  const port = new NullPort();
-  connect(i, port);
-  const actor = createActor(socketMachine, { input: socketInput(i, port, sharedPolicy) });
-  actor.start();
-  return actor;
-});
-report(
-  'idle socket actor + registry entry, per-socket policy copy (today)',
-  `${actorPerSocketPolicy.toFixed(0)} B`,
-);
-report('idle socket actor + registry entry, one shared policy object', `${actorSharedPolicy.toFixed(0)} B`);
+report('idle socket actor + registry entry (no transport)', `${idleSocket.toFixed(0)} B`);
 
 console.log('| measurement | value |\n|---|---:|');
 for (const [name, value] of rows) console.log(`| ${name} | ${value} |`);

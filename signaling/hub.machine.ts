@@ -2,7 +2,6 @@ import { type ActorRefFrom, assign, createActor, enqueueActions, setup } from 'x
 import {
   type Capabilities,
   encodeMessage,
-  type IceServer,
   type PeerLeft,
   PROTOCOL_VERSION,
   SUPPORTED_PROTOCOL_VERSIONS,
@@ -12,7 +11,12 @@ import { iceServersFor, mintResumeToken, newPeerId, verifyResumeToken } from './
 import type { Logger } from './logger.ts';
 import type { SignalingMetrics } from './metrics.ts';
 import { newPeerEntry, type PeerEntry, type PeerRegistry } from './peer-registry.ts';
-import { type SocketOutput, type SocketPolicy, socketMachine } from './socket.machine.ts';
+import {
+  type SocketEnvironment,
+  type SocketOutput,
+  type SocketPolicy,
+  socketMachine,
+} from './socket.machine.ts';
 import type { SocketPort } from './socket-port.ts';
 
 export type SocketActor = ActorRefFrom<typeof socketMachine>;
@@ -38,7 +42,8 @@ export type HubEvent =
   | { type: 'peer.announced'; peerId: string; capabilities: Capabilities; publicKey?: string }
   | { type: 'updates.flush' }
   | { type: 'hub.shutdown' }
-  | { type: `xstate.done.actor.${string}`; output: SocketOutput };
+  | { type: 'xstate.done.actor.socket'; output: SocketOutput }
+  | { type: 'xstate.error.actor.socket'; error: unknown };
 
 interface HubContext extends HubInput {
   /**
@@ -52,9 +57,8 @@ interface HubContext extends HubInput {
   /** Peers whose pending update is their first announcement: nobody has heard of them yet. */
   firstAnnouncements: Set<string>;
   socketCount: number;
-  /** One policy object and one ICE function for every socket (a copy each cost 1.2 KB per peer). */
-  socketPolicy: SocketPolicy;
-  iceServersFor: (peerId: string) => { iceServers: IceServer[]; expiresAt: number };
+  /** What every socket shares (a copy each cost 1.2 KB per peer). */
+  socketEnvironment: SocketEnvironment;
   /** The socket actor the last `socket.open` created; `startSocket` starts it. */
   opened: { actor: SocketActor; resumeRejected: boolean } | undefined;
 }
@@ -90,6 +94,7 @@ export const hubMachine = setup({
   },
   delays: {
     coalesce: ({ context }) => context.config.coalesceMs,
+    heartbeatTick: ({ context }) => heartbeatTickMs(context.config),
     sweepInterval: ({ context }) =>
       Math.max(50, Math.min(1000, Math.floor(context.config.resumeGraceMs / 4))),
     shutdownGrace: ({ context }) => context.config.shutdownGraceMs,
@@ -141,32 +146,19 @@ export const hubMachine = setup({
       // Strictly increasing, so a token rotated within the same millisecond still supersedes the old one.
       const issuedAt = Math.max(now, entry.tokenIssuedAt + 1);
       entry.tokenIssuedAt = issuedAt;
-      const restored = resumed && entry.capabilities ? entry.capabilities : undefined;
       const actor = createActor(socketMachine, {
         parent: self,
-        id: socketId,
+        // One id for every socket actor (sessions tell them apart): XState memoizes transition
+        // lookups per event type, so a per-socket id made `xstate.done.actor.<id>` a leak per connection.
+        id: 'socket',
         input: {
           socketId,
           peerId: entry.peerId,
           port: event.port,
-          registry,
-          metrics: context.metrics,
-          policy: context.socketPolicy,
+          env: context.socketEnvironment,
           protocolVersion: event.protocolVersion,
-          welcome: {
-            type: 'peer-id',
-            peerId: entry.peerId,
-            resumeToken: mintResumeToken(config.resumeSecret, entry.peerId, issuedAt),
-            resumed,
-            ...(restored ? { capabilities: restored } : {}),
-            protocolVersion: PROTOCOL_VERSION,
-            iceServers: iceServersFor(config, entry.peerId, now).iceServers,
-            heartbeatIntervalMs: config.heartbeatIntervalMs,
-            resumeGraceMs: config.resumeGraceMs,
-          },
-          announced: restored !== undefined,
-          iceServers: context.iceServersFor,
-          now: context.now,
+          resumed,
+          announced: resumed && entry.capabilities !== null,
         },
       });
       context.sockets.set(socketId, actor);
@@ -188,7 +180,7 @@ export const hubMachine = setup({
       }
     },
     reapSocket: ({ context, event }) => {
-      if (!('output' in event)) return;
+      if (event.type !== 'xstate.done.actor.socket') return;
       const { socketId, peerId, departure } = event.output;
       context.sockets.delete(socketId);
       const entry = context.registry.get(peerId);
@@ -207,6 +199,28 @@ export const hubMachine = setup({
           context.registry.disconnect(entry, context.now() + context.config.resumeGraceMs);
       }
       context.log.debug('socket closed', { socketId, peerId, departure, code: event.output.code });
+    },
+    /**
+     * A socket actor failed (a bug, not a client's doing: clients' mistakes are events). Its error
+     * event does not say which, so find it; drop its connection and keep its session for a resume.
+     */
+    reapFailedSockets: ({ context, event }) => {
+      if (event.type !== 'xstate.error.actor.socket') return;
+      for (const [socketId, actor] of [...context.sockets]) {
+        if (actor.getSnapshot().status !== 'error') continue;
+        context.sockets.delete(socketId);
+        const { peerId, port } = actor.getSnapshot().context;
+        port.terminate();
+        const entry = context.registry.get(peerId);
+        if (entry?.socketId === socketId) {
+          entry.leaveReason = 'closed';
+          context.registry.disconnect(entry, context.now() + context.config.resumeGraceMs);
+        }
+        context.log.error('socket actor failed', { socketId, peerId, error: event.error });
+      }
+    },
+    tickSockets: ({ context }) => {
+      for (const actor of context.sockets.values()) actor.send(TICK);
     },
     expireSessions: ({ context }) => {
       for (const entry of [...context.registry.expired(context.now())]) {
@@ -259,8 +273,7 @@ export const hubMachine = setup({
     'Owns every socket actor and the peer registry; coalesces announcements; expires dropped sessions.',
   context: ({ input }) => ({
     ...input,
-    socketPolicy: socketPolicyOf(input.config),
-    iceServersFor: (peerId: string) => iceServersFor(input.config, peerId, input.now()),
+    socketEnvironment: socketEnvironmentOf(input),
     sockets: new Map(),
     pendingUpdates: new Map(),
     firstAnnouncements: new Set(),
@@ -274,12 +287,34 @@ export const hubMachine = setup({
   },
   states: {
     running: {
+      type: 'parallel',
       on: {
         'socket.open': { actions: ['openSocket', 'startSocket'] },
-        'xstate.done.actor.*': { actions: 'reapSocket' },
+        'xstate.done.actor.socket': { actions: 'reapSocket' },
+        'xstate.error.actor.socket': { actions: 'reapFailedSockets' },
         'hub.shutdown': 'draining',
       },
-      after: { sweepInterval: { target: 'running', reenter: true, actions: 'expireSessions' } },
+      states: {
+        sessions: {
+          description: 'Forgets sessions whose resume grace ran out.',
+          initial: 'sweeping',
+          states: {
+            sweeping: {
+              after: { sweepInterval: { target: 'sweeping', reenter: true, actions: 'expireSessions' } },
+            },
+          },
+        },
+        heartbeats: {
+          description:
+            "Paces every socket's heartbeats with one timer (a timer per socket cost ~0.5 KB each).",
+          initial: 'ticking',
+          states: {
+            ticking: {
+              after: { heartbeatTick: { target: 'ticking', reenter: true, actions: 'tickSockets' } },
+            },
+          },
+        },
+      },
     },
     draining: {
       description: 'Shutting down: every client is told to reconnect later, then closed.',
@@ -287,13 +322,52 @@ export const hubMachine = setup({
       always: { guard: 'noSockets', target: 'stopped' },
       on: {
         'socket.open': { actions: ['openSocket', 'startSocket', 'shutDownSockets'] },
-        'xstate.done.actor.*': { actions: 'reapSocket' },
+        'xstate.done.actor.socket': { actions: 'reapSocket' },
+        'xstate.error.actor.socket': { actions: 'reapFailedSockets' },
       },
       after: { shutdownGrace: { actions: 'terminateSockets' } },
     },
     stopped: { type: 'final' },
   },
 });
+
+const TICK = Object.freeze({ type: 'hub.tick' as const });
+
+/**
+ * How often the hub ticks every socket's heartbeat clock: half the shorter of the heartbeat interval
+ * and timeout, so a beat goes out at most half an interval late and a silent client is dropped at
+ * most half a timeout late.
+ */
+export function heartbeatTickMs(config: SignalingConfig): number {
+  return Math.max(25, Math.floor(Math.min(config.heartbeatIntervalMs, config.heartbeatTimeoutMs) / 2));
+}
+
+/** What every socket actor shares. */
+function socketEnvironmentOf(input: HubInput): SocketEnvironment {
+  const { config, registry, metrics, now } = input;
+  return {
+    registry,
+    metrics,
+    policy: socketPolicyOf(config),
+    now,
+    iceServers: (peerId) => iceServersFor(config, peerId, now()),
+    welcome: (peerId, resumed) => {
+      const entry = registry.get(peerId);
+      const restored = resumed ? entry?.capabilities : null;
+      return {
+        type: 'peer-id',
+        peerId,
+        resumeToken: mintResumeToken(config.resumeSecret, peerId, entry?.tokenIssuedAt ?? now()),
+        resumed,
+        ...(restored ? { capabilities: restored } : {}),
+        protocolVersion: PROTOCOL_VERSION,
+        iceServers: iceServersFor(config, peerId, now()).iceServers,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        resumeGraceMs: config.resumeGraceMs,
+      };
+    },
+  };
+}
 
 /** The per-socket slice of the server's configuration. */
 function socketPolicyOf(config: SignalingConfig): SocketPolicy {

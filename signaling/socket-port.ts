@@ -9,17 +9,21 @@ export type SendStatus = (typeof SendStatus)[keyof typeof SendStatus];
  * unit and model tests use an in-memory one, so socket actors run without a network.
  */
 export interface SocketPort {
-  /** Encodes and sends one message. Never throws; a closed port reports `dropped`. */
+  /**
+   * Encodes and sends one message, in order with every other frame to this client. The uWS port
+   * writes a turn's frames together at the end of the turn (`buffered`). Never throws; a closed
+   * port reports `dropped`.
+   */
   send(message: ServerMessage): SendStatus;
   /** Sends an already-encoded frame (broadcasts encode once for many sockets). */
   sendText(text: string): SendStatus;
-  /** Sends several frames in one syscall where the transport can. */
+  /** Sends several frames in one syscall where the transport can (the uWS port always batches). */
   cork(fn: () => void): void;
   /** Closes with a code the client sees. Idempotent. */
   end(code: number, reason: string): void;
   /** Drops the connection without a close frame (client sees 1006). Idempotent. */
   terminate(): void;
-  /** Bytes queued for the client but not yet written. */
+  /** Bytes written for the client that it has not taken yet (its backlog). */
   bufferedAmount(): number;
   readonly open: boolean;
   /** When the client last sent any frame (ms): liveness reads it instead of handling every frame. */

@@ -31,22 +31,33 @@ export interface SocketPolicy {
   hangUpWaitMs: number;
 }
 
+/** What every socket actor shares: one object per server, referenced by each socket's context. */
+export interface SocketEnvironment {
+  registry: PeerRegistry;
+  metrics: SignalingMetrics;
+  policy: SocketPolicy;
+  /** The `peer-id` greeting for a session (built when sent, so no socket holds it afterwards). */
+  welcome: (peerId: string, resumed: boolean) => PeerIdAssigned;
+  /** A fresh ICE server list for a peer (TURN credentials are minted per call). */
+  iceServers: (peerId: string) => { iceServers: IceServer[]; expiresAt: number };
+  now: () => number;
+}
+
+/**
+ * One socket's own facts. Kept to a handful of fields: an idle server holds one of these (and a
+ * context built from it) per connected peer.
+ */
 export interface SocketInput {
   socketId: string;
   peerId: string;
   port: SocketPort;
-  registry: PeerRegistry;
-  metrics: SignalingMetrics;
-  policy: SocketPolicy;
+  env: SocketEnvironment;
   /** `?v=` the client asked for. */
   protocolVersion: number;
-  /** The `peer-id` message to greet the client with (dropped from context once sent). */
-  welcome: PeerIdAssigned | undefined;
+  /** The session was resumed (from a token) rather than newly created. */
+  resumed: boolean;
   /** True when the session resumed with capabilities already announced. */
   announced: boolean;
-  /** A fresh ICE server list for a peer (TURN credentials are minted per call); shared by all sockets. */
-  iceServers: (peerId: string) => { iceServers: IceServer[]; expiresAt: number };
-  now: () => number;
 }
 
 /** Why a socket's session ended; the hub turns it into grace, `peer-left`, or nothing. */
@@ -81,6 +92,7 @@ export type SocketEvent =
   | { type: 'socket.backpressure' }
   | { type: 'socket.drain' }
   | { type: 'socket.closed'; code: number; reason: string }
+  | { type: 'hub.tick' }
   | { type: 'hub.shutdown'; retryAfterMs: number }
   | { type: 'hub.replaced' }
   | { type: 'hub.terminate' };
@@ -91,7 +103,7 @@ interface AbuseWindow {
 }
 
 interface SocketContext extends SocketInput {
-  /** When the outstanding heartbeat went out. */
+  /** When the last heartbeat went out (when the socket opened, before the first). */
   beatSentAt: number;
   closeCode: number;
   closeReason: string;
@@ -99,6 +111,9 @@ interface SocketContext extends SocketInput {
   violations: AbuseWindow;
   strikes: AbuseWindow;
 }
+
+/** The window before anything was counted: shared, so a well-behaved socket allocates none. */
+const NOTHING_COUNTED: AbuseWindow = Object.freeze({ start: 0, count: 0 });
 
 /** Counts one more event in a sliding-start window; returns the new window. */
 function bump(window: AbuseWindow, now: number, windowMs: number): AbuseWindow {
@@ -113,7 +128,7 @@ function replyError(
   message: string,
   extra: { inReplyTo?: string; targetPeerId?: string; retryAfterMs?: number } = {},
 ) {
-  context.metrics.rejected(code);
+  context.env.metrics.rejected(code);
   context.port.send({ type: 'error', code, message, ...extra });
 }
 
@@ -132,31 +147,32 @@ export const socketMachine = setup({
     tags: {} as 'online' | 'congested',
   },
   delays: {
-    heartbeatInterval: ({ context }) => context.policy.heartbeatIntervalMs,
-    heartbeatTimeout: ({ context }) => context.policy.heartbeatTimeoutMs,
-    congestionTimeout: ({ context }) => context.policy.maxCongestedMs,
-    closingTimeout: ({ context }) => context.policy.closingTimeoutMs,
-    hangUpWait: ({ context }) => context.policy.hangUpWaitMs,
+    congestionTimeout: ({ context }) => context.env.policy.maxCongestedMs,
+    closingTimeout: ({ context }) => context.env.policy.closingTimeoutMs,
+    hangUpWait: ({ context }) => context.env.policy.hangUpWaitMs,
   },
   guards: {
     versionUnsupported: ({ context }) => !SUPPORTED_PROTOCOL_VERSIONS.includes(context.protocolVersion),
     resumedAnnounced: ({ context }) => context.announced,
+    beatDue: ({ context }) =>
+      context.env.now() - context.beatSentAt >= context.env.policy.heartbeatIntervalMs,
     /** Any frame since the heartbeat went out answers it (the transport stamps every frame). */
     heardSinceBeat: ({ context }) => context.port.lastHeardAt >= context.beatSentAt,
+    beatOverdue: ({ context }) =>
+      context.env.now() - context.beatSentAt >= context.env.policy.heartbeatTimeoutMs,
     tooManyViolations: ({ context }) =>
-      bump(context.violations, context.now(), context.policy.abuseWindowMs).count >
-      context.policy.maxViolations,
+      bump(context.violations, context.env.now(), context.env.policy.abuseWindowMs).count >
+      context.env.policy.maxViolations,
     tooManyStrikes: ({ context }) =>
-      bump(context.strikes, context.now(), context.policy.abuseWindowMs).count >
-      context.policy.maxRateLimitStrikes,
-    drained: ({ context }) => context.port.bufferedAmount() <= context.policy.congestionLowWaterBytes,
+      bump(context.strikes, context.env.now(), context.env.policy.abuseWindowMs).count >
+      context.env.policy.maxRateLimitStrikes,
+    drained: ({ context }) => context.port.bufferedAmount() <= context.env.policy.congestionLowWaterBytes,
     closedByClientOnPurpose: ({ event }) => event.type === 'socket.closed' && event.code === CloseCode.normal,
   },
   actions: {
-    greet: assign(({ context }) => {
-      if (context.welcome) context.port.send(context.welcome);
-      return { welcome: undefined };
-    }),
+    greet: ({ context }) => {
+      context.port.send(context.env.welcome(context.peerId, context.resumed));
+    },
     rejectVersion: ({ context }) => {
       replyError(
         context,
@@ -175,7 +191,7 @@ export const socketMachine = setup({
     }),
     answerLookup: ({ context, event }) => {
       if (event.type !== 'peer-lookup') return;
-      const entry = context.registry.get(event.peerId);
+      const entry = context.env.registry.get(event.peerId);
       if (entry?.capabilities) {
         context.port.send({
           type: 'peer-capability-update',
@@ -192,7 +208,7 @@ export const socketMachine = setup({
     },
     answerDiscover: ({ context, event }) => {
       if (event.type !== 'discover') return;
-      const peers = context.registry.discover(event.requirements, context.peerId);
+      const peers = context.env.registry.discover(event.requirements, context.peerId);
       context.port.send({
         type: 'peers-discovered',
         peers,
@@ -205,9 +221,9 @@ export const socketMachine = setup({
       const frame = encodeMessage(message);
       routeMessage(
         {
-          registry: context.registry,
-          metrics: context.metrics,
-          congestionHighWaterBytes: context.policy.congestionHighWaterBytes,
+          registry: context.env.registry,
+          metrics: context.env.metrics,
+          congestionHighWaterBytes: context.env.policy.congestionHighWaterBytes,
         },
         { peerId: context.peerId, port: context.port },
         message,
@@ -216,10 +232,10 @@ export const socketMachine = setup({
       );
     },
     sendIceServers: ({ context }) => {
-      context.port.send({ type: 'ice-servers', ...context.iceServers(context.peerId) });
+      context.port.send({ type: 'ice-servers', ...context.env.iceServers(context.peerId) });
     },
     sendHeartbeat: assign(({ context }) => {
-      const now = context.now();
+      const now = context.env.now();
       context.port.send({ type: 'heartbeat', ts: now });
       return { beatSentAt: now };
     }),
@@ -234,7 +250,8 @@ export const socketMachine = setup({
       replyError(context, event.code, event.message, event.inReplyTo ? { inReplyTo: event.inReplyTo } : {});
     },
     countViolation: assign({
-      violations: ({ context }) => bump(context.violations, context.now(), context.policy.abuseWindowMs),
+      violations: ({ context }) =>
+        bump(context.violations, context.env.now(), context.env.policy.abuseWindowMs),
     }),
     replyRateLimited: ({ context, event }) => {
       if (event.type !== 'socket.rateLimited') return;
@@ -248,7 +265,7 @@ export const socketMachine = setup({
       );
     },
     countStrike: assign({
-      strikes: ({ context }) => bump(context.strikes, context.now(), context.policy.abuseWindowMs),
+      strikes: ({ context }) => bump(context.strikes, context.env.now(), context.env.policy.abuseWindowMs),
     }),
     sendReconnect: ({ context, event }) => {
       if (event.type !== 'hub.shutdown') return;
@@ -270,12 +287,12 @@ export const socketMachine = setup({
   description: 'One signaling WebSocket: greets, serves and polices one client until its socket closes.',
   context: ({ input }) => ({
     ...input,
-    beatSentAt: 0,
+    beatSentAt: input.env.now(),
     closeCode: CloseCode.normal,
     closeReason: '',
     departure: 'closed',
-    violations: { start: 0, count: 0 },
-    strikes: { start: 0, count: 0 },
+    violations: NOTHING_COUNTED,
+    strikes: NOTHING_COUNTED,
   }),
   initial: 'open',
   states: {
@@ -379,8 +396,8 @@ export const socketMachine = setup({
         },
         requests: {
           description:
-            'Serves requests. A region of its own: while a heartbeat is outstanding, the liveness region ' +
-            "takes every client message, and XState then skips `active`'s own handlers for that event.",
+            'Serves requests: discovery, lookups, ICE servers, and routed messages when the transport ' +
+            'does not route them itself.',
           initial: 'serving',
           states: {
             serving: {
@@ -397,18 +414,21 @@ export const socketMachine = setup({
           },
         },
         liveness: {
-          description: 'Heartbeats: quiet between beats; any frame heard before the timeout answers one.',
+          description:
+            "Heartbeats, paced by the hub's tick (one timer for every socket, not one per socket): a beat " +
+            'goes out every heartbeat interval; any frame heard before the timeout answers it.',
           initial: 'quiet',
           states: {
             quiet: {
-              after: { heartbeatInterval: 'awaitingBeat' },
+              on: { 'hub.tick': { guard: 'beatDue', target: 'awaitingBeat' } },
             },
             awaitingBeat: {
               entry: 'sendHeartbeat',
-              after: {
-                heartbeatTimeout: [
+              on: {
+                'hub.tick': [
                   { guard: 'heardSinceBeat', target: 'quiet' },
                   {
+                    guard: 'beatOverdue',
                     target: '#socket.closing',
                     actions: assignEnding(CloseCode.heartbeatTimeout, 'heartbeat timeout', 'timeout'),
                   },

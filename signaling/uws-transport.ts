@@ -12,6 +12,7 @@ import { verifyAccessToken, verifySharedToken } from './credentials.ts';
 import type { HubEvent, SocketActor } from './hub.machine.ts';
 import type { Logger } from './logger.ts';
 import type { SignalingMetrics } from './metrics.ts';
+import { type Flushable, Outbox } from './outbox.ts';
 import type { PeerRegistry } from './peer-registry.ts';
 import { routeMessage } from './router.ts';
 import { SendStatus, type SocketPort } from './socket-port.ts';
@@ -25,8 +26,11 @@ interface UserData {
   port: UwsSocketPort | undefined;
 }
 
-/** A SocketPort over one uWS socket, with its admission meters and a backpressure latch. */
-class UwsSocketPort implements SocketPort {
+/**
+ * A SocketPort over one uWS socket, with its admission meters and a backpressure latch. Frames are
+ * queued and written in one corked batch at the end of the event-loop turn (see outbox.ts).
+ */
+class UwsSocketPort implements SocketPort, Flushable {
   open = true;
   actor: SocketActor | undefined;
   /** Set by the hub when it gives the socket its session. */
@@ -34,18 +38,27 @@ class UwsSocketPort implements SocketPort {
   lastHeardAt: number;
   routing = false;
   readonly frames: TokenBucket;
-  readonly relayBytes: TokenBucket;
+  /** Made on the first relayed frame: most peers never relay, and an idle server holds one port per peer. */
+  #relayBytes: TokenBucket | undefined;
   /** Set once `socket.backpressure` was reported, cleared when the buffer drains: one event per episode. */
   congested = false;
+  /** Frames waiting for this turn's flush; undefined while there are none. */
+  #queued: string[] | undefined;
   readonly #ws: WebSocket<UserData>;
-  readonly #highWater: number;
+  readonly #config: SignalingConfig;
+  readonly #outbox: Outbox;
 
-  constructor(ws: WebSocket<UserData>, config: SignalingConfig, now: number) {
+  constructor(ws: WebSocket<UserData>, config: SignalingConfig, outbox: Outbox, now: number) {
     this.#ws = ws;
+    this.#config = config;
+    this.#outbox = outbox;
     this.lastHeardAt = now;
-    this.#highWater = config.congestionHighWaterBytes;
     this.frames = new TokenBucket(config.messageBurst, config.messagesPerSecond, now);
-    this.relayBytes = new TokenBucket(config.relayBurstBytes, config.relayBytesPerSecond, now);
+  }
+
+  relayBytes(now: number): TokenBucket {
+    this.#relayBytes ??= new TokenBucket(this.#config.relayBurstBytes, this.#config.relayBytesPerSecond, now);
+    return this.#relayBytes;
   }
 
   send(message: ServerMessage): SendStatus {
@@ -54,30 +67,53 @@ class UwsSocketPort implements SocketPort {
 
   sendText(text: string): SendStatus {
     if (!this.open) return SendStatus.dropped;
-    const status = this.#ws.send(text, false) as SendStatus;
-    if (
-      status !== SendStatus.sent &&
-      !this.congested &&
-      (status === SendStatus.dropped || this.bufferedAmount() > this.#highWater)
-    ) {
+    if (this.#queued) this.#queued.push(text);
+    else {
+      this.#queued = [text];
+      this.#outbox.schedule(this);
+    }
+    return SendStatus.buffered;
+  }
+
+  /** Writes the queued frames in one corked batch; reports backpressure once per episode. */
+  flush(): void {
+    const frames = this.#queued;
+    this.#queued = undefined;
+    if (!frames || !this.open) return;
+    let dropped = false;
+    this.#ws.cork(() => {
+      for (const text of frames) {
+        if ((this.#ws.send(text, false) as SendStatus) === SendStatus.dropped) dropped = true;
+      }
+    });
+    // Inside a cork every send reports success; what the kernel would not take is buffered by uWS.
+    if (!this.congested && (dropped || this.bufferedAmount() > this.#config.congestionHighWaterBytes)) {
       this.congested = true;
       this.actor?.send({ type: 'socket.backpressure' });
     }
-    return status;
   }
 
+  /** Every frame is batched already (see `sendText`). */
   cork(fn: () => void): void {
-    if (this.open) this.#ws.cork(fn);
+    fn();
   }
 
   end(code: number, reason: string): void {
-    if (this.open) this.#ws.end(code, reason);
+    if (!this.open) return;
+    this.flush();
+    this.#ws.end(code, reason);
   }
 
   terminate(): void {
-    if (this.open) this.#ws.close();
+    if (!this.open) return;
+    this.#queued = undefined;
+    this.#ws.close();
   }
 
+  /**
+   * What the client has not taken yet (uWS's backlog). Frames still queued for this turn's flush are
+   * not counted: they are at most one turn's input, and counting them would call a burst congestion.
+   */
   bufferedAmount(): number {
     return this.open ? this.#ws.getBufferedAmount() : 0;
   }
@@ -105,6 +141,7 @@ export function createTransport(options: TransportOptions): TemplatedApp {
     congestionHighWaterBytes: config.congestionHighWaterBytes,
   };
   const connectionsPerIp = new Map<string, number>();
+  const outbox = new Outbox((error) => log.error('flush failed', { error }));
   const anyOrigin = config.allowedOrigins.includes('*');
   const origins = new Set(config.allowedOrigins);
 
@@ -201,7 +238,7 @@ export function createTransport(options: TransportOptions): TemplatedApp {
     open: (ws) =>
       guarded(ws, 'open', () => {
         const data = ws.getUserData();
-        const port = new UwsSocketPort(ws, config, Date.now());
+        const port = new UwsSocketPort(ws, config, outbox, Date.now());
         data.port = port;
         connectionsPerIp.set(data.ip, (connectionsPerIp.get(data.ip) ?? 0) + 1);
         toHub({
@@ -251,11 +288,11 @@ export function createTransport(options: TransportOptions): TemplatedApp {
           });
         }
         metrics.messageReceived(decoded.value.type);
-        if (decoded.value.type === 'relay' && !port.relayBytes.take(now, bytes)) {
+        if (decoded.value.type === 'relay' && !port.relayBytes(now).take(now, bytes)) {
           return actor.send({
             type: 'socket.rateLimited',
             code: 'relay-limited',
-            retryAfterMs: Math.min(port.relayBytes.waitMs(bytes), 86_400_000),
+            retryAfterMs: Math.min(port.relayBytes(now).waitMs(bytes), 86_400_000),
             inReplyTo: 'relay',
           });
         }

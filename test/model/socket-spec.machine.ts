@@ -23,7 +23,8 @@ export const POLICY: SocketPolicy = {
 /**
  * What the spec is driven with: the socket actor's own events, plus the socket opening (the choice
  * the real machine makes with `always` from its input), time passing (the real machine's `after`
- * timers, which a spec may not have) and how full the send buffer is when uWS reports a drain.
+ * timers, and for heartbeats time followed by the hub's tick; a spec may have no timers) and how
+ * full the send buffer is when uWS reports a drain.
  */
 export type SpecEvent =
   | Exclude<SocketEvent, { type: 'socket.drain' }>

@@ -184,20 +184,27 @@ class SocketUnderTest {
         },
       },
     });
+    const welcome = this.welcome;
     this.actor = createActor(machine, {
       clock: this.clock,
       input: {
         socketId: 'socket-a',
         peerId: PEER,
         port: this.port,
-        registry: this.registry,
-        metrics: this.metrics,
-        policy: POLICY,
+        env: {
+          registry: this.registry,
+          metrics: this.metrics,
+          policy: POLICY,
+          welcome: (peerId, resumed) => {
+            expect({ peerId, resumed }).toEqual({ peerId: PEER, resumed: resumedAnnounced });
+            return welcome;
+          },
+          iceServers: () => ({ iceServers: ICE_SERVERS, expiresAt: 0 }),
+          now: () => this.clock.now(),
+        },
         protocolVersion,
-        welcome: this.welcome,
+        resumed: resumedAnnounced,
         announced: resumedAnnounced,
-        iceServers: () => ({ iceServers: ICE_SERVERS, expiresAt: 0 }),
-        now: () => this.clock.now(),
       },
     });
     this.actor.subscribe({ error: (error) => this.errors.push(error) });
@@ -218,11 +225,14 @@ class SocketUnderTest {
     const actor = this.actor;
     if (!actor) throw new Error(`${event.type} before the socket opened`);
     switch (event.type) {
+      // Heartbeat time is paced by the hub's tick: time passes, then the hub ticks.
       case 'clock.heartbeatInterval':
         this.clock.increment(POLICY.heartbeatIntervalMs);
+        actor.send({ type: 'hub.tick' });
         break;
       case 'clock.heartbeatTimeout':
         this.clock.increment(POLICY.heartbeatTimeoutMs);
+        actor.send({ type: 'hub.tick' });
         break;
       case 'clock.congestionTimeout':
         this.clock.increment(POLICY.maxCongestedMs);

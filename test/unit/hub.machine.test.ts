@@ -3,7 +3,7 @@ import { type Actor, createActor, SimulatedClock } from 'xstate';
 import { type Capabilities, type PeerIdAssigned, PROTOCOL_VERSION } from '../../protocol/index.ts';
 import { defaultConfig, type SignalingConfig } from '../../signaling/config.ts';
 import { verifyResumeToken } from '../../signaling/credentials.ts';
-import { hubMachine, type SocketActor } from '../../signaling/hub.machine.ts';
+import { heartbeatTickMs, hubMachine, type SocketActor } from '../../signaling/hub.machine.ts';
 import { createLogger } from '../../signaling/logger.ts';
 import { SignalingMetrics } from '../../signaling/metrics.ts';
 import { PeerRegistry } from '../../signaling/peer-registry.ts';
@@ -311,6 +311,41 @@ describe('departures', () => {
     expect(observer.actor.getSnapshot().status).toBe('active');
   });
 
+  it("paces every socket's heartbeats with one tick: a beat every interval (at most one tick late); answered ones keep the socket", () => {
+    const h = start({ heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 600 });
+    expect(heartbeatTickMs(h.config)).toBe(300);
+    const first = h.open();
+    h.clock.increment(100);
+    const second = h.open();
+    h.advance(10_000);
+
+    for (const client of [first, second]) {
+      const beats = client.port.ofType('heartbeat').map((beat) => beat.ts - T0);
+      expect(beats.length).toBeGreaterThanOrEqual(7);
+      const gaps = beats.slice(1).map((ts, i) => ts - (beats[i] as number));
+      for (const gap of gaps) {
+        expect(gap).toBeGreaterThanOrEqual(1_000);
+        expect(gap).toBeLessThanOrEqual(1_000 + heartbeatTickMs(h.config));
+      }
+      expect(client.port.ends).toEqual([]);
+      expect(client.actor.getSnapshot().status).toBe('active');
+    }
+  });
+
+  it('drops a silent peer no sooner than the heartbeat timeout and no later than one tick after it', () => {
+    const h = start({ heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 600 });
+    const client = h.open();
+    client.answersHeartbeats = false;
+    h.advance(1_300);
+    const [beat] = client.port.ofType('heartbeat');
+    expect(beat).toBeDefined();
+    const sentAt = (beat?.ts ?? 0) - T0;
+    h.clock.set(T0 + sentAt + 599);
+    expect(client.port.ends).toEqual([]);
+    h.clock.set(T0 + sentAt + 600 + heartbeatTickMs(h.config));
+    expect(client.port.ends.map((end) => end.code)).toEqual([4000]);
+  });
+
   it('a peer that leaves is reported at once, with no grace', () => {
     const h = start();
     const { announcer, observer } = announced(h);
@@ -447,5 +482,30 @@ describe('shutdown', () => {
     h.actor.send({ type: 'hub.shutdown' });
     expect(h.state.value).toBe('stopped');
     expect(h.state.status).toBe('done');
+  });
+});
+
+describe('a socket actor that fails', () => {
+  it('is reaped: its connection is dropped, its session waits for a resume, the others carry on', () => {
+    const h = start();
+    const { announcer, observer } = announced(h);
+    // A port that throws breaks the socket actor's promise that sending never throws: a bug.
+    announcer.port.send = () => {
+      throw new Error('port exploded');
+    };
+    announcer.send({ type: 'ice-servers-request' });
+
+    expect(announcer.actor.getSnapshot().status).toBe('error');
+    expect(h.socketActors.size).toBe(1);
+    expect(announcer.port.terminations).toBe(1);
+    expect(h.registry.get(announcer.peerId)?.port).toBeNull();
+    expect(h.state.status).toBe('active');
+
+    observer.send({ type: 'ice-servers-request' });
+    expect(observer.port.ofType('ice-servers')).toHaveLength(1);
+    h.advance(h.config.resumeGraceMs + 1_000);
+    expect(observer.port.ofType('peer-left')).toEqual([
+      { type: 'peer-left', peerId: announcer.peerId, reason: 'closed' },
+    ]);
   });
 });
