@@ -1,5 +1,6 @@
 import { fromCallback } from 'xstate';
 import { MAX_CHUNK_LENGTH } from '../../protocol/index.ts';
+import { nextTurn } from '../next-turn.ts';
 import type { AIProvider, Usage } from '../providers/provider.ts';
 
 export type ProviderStreamEvent =
@@ -15,15 +16,26 @@ export interface ProviderStreamInput {
   prompt: string;
   model?: string;
   continueFrom?: string;
-  /** Chunks that may be in flight unacknowledged before the provider is paused. */
+  /** Chunks that may be in flight unacknowledged; past that, text waits (merged) for credit. */
   window: number;
-  /** Longest chunk sent (provider pieces are split to fit). */
+  /** Longest chunk sent: provider pieces are split to fit, and merged up to it while the link is behind. */
   chunkChars?: number;
 }
 
 /**
- * Runs a provider with an AbortSignal and streams its text with credit-based backpressure: the
- * provider is not read while `window` chunks await acknowledgement. Stopping the actor aborts it.
+ * The longest chunk sent by default: as long as fits one link message (16 KiB) with its framing and
+ * signature, for ASCII text. Chunks are only this long when the provider runs ahead of the link.
+ */
+export const DEFAULT_CHUNK_CHARS = 15 * 1024;
+
+/**
+ * Runs a provider with an AbortSignal and streams its text with credit-based backpressure: at most
+ * `window` chunks await acknowledgement. Pieces the provider has ready together (in one turn of the
+ * event loop), and pieces that arrive while there is no credit, are merged into one pending chunk;
+ * a whole chunk goes out at once, a partial one in the next turn or when credit returns, and the
+ * provider is paused only while a whole chunk waits for credit. So a provider slower than the link
+ * streams piece by piece, and one faster than the link streams in long chunks (one signed message
+ * each) instead of many short ones. Stopping the actor aborts the provider.
  */
 export const providerStreamActor = fromCallback<
   ProviderStreamCommand,
@@ -31,53 +43,80 @@ export const providerStreamActor = fromCallback<
   ProviderStreamEvent
 >(({ input, sendBack, receive }) => {
   const controller = new AbortController();
-  const chunkChars = Math.min(input.chunkChars ?? 4096, MAX_CHUNK_LENGTH);
+  const { signal } = controller;
+  const chunkChars = Math.max(1, Math.min(input.chunkChars ?? DEFAULT_CHUNK_CHARS, MAX_CHUNK_LENGTH));
   let sent = 0;
   let acked = 0;
-  let wake: (() => void) | undefined;
+  let pending = '';
+  let usage: Usage | undefined;
+  let finished = false;
+  let doneSent = false;
+  let resumeReading: (() => void) | undefined;
+  let pumpQueued = false;
+
+  /**
+   * Sends what the window allows (only whole chunks when `wholeOnly`); ends the stream once the
+   * provider is done and everything is sent.
+   */
+  const pump = (wholeOnly = false) => {
+    if (signal.aborted) return;
+    const least = wholeOnly ? chunkChars : 1;
+    while (pending.length >= least && sent - acked < input.window) {
+      const text = pending.slice(0, chunkChars);
+      pending = pending.slice(chunkChars);
+      sent++;
+      sendBack({ type: 'provider.text', text });
+    }
+    if (finished && pending.length === 0 && !doneSent) {
+      doneSent = true;
+      sendBack({ type: 'provider.done', usage });
+    }
+    if (pending.length < chunkChars) {
+      resumeReading?.();
+      resumeReading = undefined;
+    }
+  };
+  const pumpNextTurn = () => {
+    if (pumpQueued) return;
+    pumpQueued = true;
+    nextTurn(() => {
+      pumpQueued = false;
+      pump();
+    });
+  };
   receive((command) => {
     acked = Math.max(acked, command.acked);
-    wake?.();
+    pump();
   });
-  const credit = () =>
-    sent - acked < input.window || controller.signal.aborted
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-          wake = () => {
-            if (sent - acked < input.window || controller.signal.aborted) {
-              wake = undefined;
-              resolve();
-            }
-          };
-          controller.signal.addEventListener('abort', () => wake?.(), { once: true });
-        });
+  signal.addEventListener('abort', () => resumeReading?.(), { once: true });
 
   (async () => {
-    let usage: Usage | undefined;
     const events = input.provider.stream({
       prompt: input.prompt,
-      signal: controller.signal,
+      signal,
       ...(input.model ? { model: input.model } : {}),
       ...(input.continueFrom ? { continueFrom: input.continueFrom } : {}),
     });
-    // The provider is read one piece ahead of the window (that is how a stream tells text from its
-    // end); the piece is held until there is room for it, so at most `window` chunks are in flight.
     for await (const event of events) {
-      if (controller.signal.aborted) return;
+      if (signal.aborted) return;
       if (event.type === 'usage') {
         usage = event.usage;
         continue;
       }
-      for (let offset = 0; offset < event.text.length; offset += chunkChars) {
-        await credit();
-        if (controller.signal.aborted) return;
-        sent++;
-        sendBack({ type: 'provider.text', text: event.text.slice(offset, offset + chunkChars) });
+      pending += event.text;
+      pump(true);
+      pumpNextTurn();
+      if (pending.length >= chunkChars && !signal.aborted) {
+        await new Promise<void>((resolve) => {
+          resumeReading = resolve;
+        });
       }
     }
-    if (!controller.signal.aborted) sendBack({ type: 'provider.done', usage });
+    finished = true;
+    pump();
   })().catch((error: unknown) => {
-    if (!controller.signal.aborted) {
+    if (!signal.aborted) {
+      pump(); // the text it produced before failing goes first, where the window allows
       sendBack({ type: 'provider.error', message: error instanceof Error ? error.message : String(error) });
     }
   });

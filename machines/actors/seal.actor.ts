@@ -42,32 +42,39 @@ export const sealActor = fromCallback<SealCommand, SealInput, SealEvent>(({ inpu
     );
     return () => {};
   }
+  /** The verdict on one inbound message (the key is fetched once per link, then cached by the keyring). */
+  const open = async (message: LinkMessage, bytes: number): Promise<SealEvent> => {
+    if (!needsSignature(message)) return { type: 'seal.opened', message, bytes };
+    if (!(message as Signable).sig) return { type: 'seal.rejected', message, reason: 'unsigned' };
+    try {
+      const key = await keyring.key(remotePeerId);
+      return (await verifyMessage(message as Signable, remotePeerId, localPeerId, key))
+        ? { type: 'seal.opened', message, bytes }
+        : { type: 'seal.rejected', message, reason: 'bad signature' };
+    } catch (error) {
+      return { type: 'seal.rejected', message, reason: (error as Error).message };
+    }
+  };
+  // Each message's signature is started at once (WebCrypto works off the main thread, so several
+  // overlap); only the results are chained, so each way still comes out in order.
   receive((command) => {
     if (command.type === 'seal.out') {
       const { message } = command;
-      outbound = outbound.then(async () => {
-        const sealed = needsSignature(message)
-          ? ((await identity.sign(message as Signable, localPeerId, remotePeerId)) as LinkMessage)
-          : message;
-        if (!stopped) sendBack({ type: 'seal.sealed', message: sealed });
-      });
+      const sealing = needsSignature(message)
+        ? identity.sign(message as Signable, localPeerId, remotePeerId)
+        : Promise.resolve(message);
+      outbound = outbound
+        .then(async () => {
+          const sealed = (await sealing) as LinkMessage;
+          if (!stopped) sendBack({ type: 'seal.sealed', message: sealed });
+        })
+        // A message that cannot be signed (the key is gone) is not sent; the chain goes on.
+        .catch(() => undefined);
       return;
     }
-    const { message, bytes } = command;
+    const opening = open(command.message, command.bytes);
     inbound = inbound.then(async () => {
-      let verdict: SealEvent;
-      if (!needsSignature(message)) verdict = { type: 'seal.opened', message, bytes };
-      else if (!(message as Signable).sig) verdict = { type: 'seal.rejected', message, reason: 'unsigned' };
-      else {
-        try {
-          const key = await keyring.key(remotePeerId);
-          verdict = (await verifyMessage(message as Signable, remotePeerId, localPeerId, key))
-            ? { type: 'seal.opened', message, bytes }
-            : { type: 'seal.rejected', message, reason: 'bad signature' };
-        } catch (error) {
-          verdict = { type: 'seal.rejected', message, reason: (error as Error).message };
-        }
-      }
+      const verdict = await opening;
       if (!stopped) sendBack(verdict);
     });
   });

@@ -110,7 +110,8 @@ describe('delegation edge cases between Node peers', () => {
     const link = requester.actor.getSnapshot().children[`link-${servingId}`];
     const linkSnapshot = link?.getSnapshot() as SnapshotFrom<typeof peerLinkMachine> | undefined;
     expect(linkSnapshot?.context.transport).toBe('relayed');
-    expect(server.metrics.routedByType.get('relay')).toBeGreaterThan(40);
+    // Every task message went through the server: the delegation, its acceptance, each chunk and the end.
+    expect(server.metrics.routedByType.get('relay')).toBeGreaterThanOrEqual(chunks.length + 3);
   });
 
   it('ranks three peers and delegates to the one with the most quota', async () => {

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CHUNK_CHARS } from '../../machines/actors/provider-stream.actor.ts';
 import type { LinkMessage } from '../../machines/link-framing.ts';
 import { createDemoProvider } from '../../machines/providers/demo-provider.ts';
 import type { AIProvider } from '../../machines/providers/provider.ts';
@@ -116,17 +117,19 @@ describe('task serve machine', () => {
     const sent = s.sent();
     expect(sent[0]).toEqual({ type: 'task-accepted', taskId: TASK, queuePosition: 3, model: 'demo-1' });
     const chunks = s.chunks();
-    expect(chunks.map((chunk) => chunk.seq)).toEqual(expected.map((_, index) => index));
-    expect(chunks.map((chunk) => chunk.chunk)).toEqual(expected);
+    expect(chunks.map((chunk) => chunk.seq)).toEqual(chunks.map((_, index) => index));
+    expect(chunks.map((chunk) => chunk.chunk).join('')).toBe(expected.join(''));
+    // An instant provider has its words ready together: they leave merged, not one message each.
+    expect(chunks.length).toBeLessThan(expected.length);
     expect(sent.at(-1)).toEqual({
       type: 'prompt-response',
       taskId: TASK,
-      seq: expected.length,
+      seq: chunks.length,
       chunk: '',
       isComplete: true,
       metadata: { provider: 'demo', demo: true, inputTokens: 5, outputTokens: expected.length },
     });
-    expect(sent).toHaveLength(expected.length + 2);
+    expect(sent).toHaveLength(chunks.length + 2);
     expect(s.output()).toEqual({
       taskId: TASK,
       requesterPeerId: REQUESTER,
@@ -144,26 +147,42 @@ describe('task serve machine', () => {
     const continueFrom = whole.slice(0, 5).join('');
     const s = startServe(provider, { delegation: delegation({ taskId: TASK, prompt, continueFrom }) });
     await settle();
-    expect(s.chunks().map((chunk) => chunk.chunk)).toEqual(whole.slice(5));
+    expect(
+      s
+        .chunks()
+        .map((chunk) => chunk.chunk)
+        .join(''),
+    ).toBe(whole.slice(5).join(''));
     expect(s.output().outcome).toBe('completed');
   });
 
-  it('stops reading the provider when a window of chunks awaits acknowledgement, and acks release it', async () => {
+  it('holds text back while a window of chunks awaits acknowledgement, merging pieces into one pending chunk; the provider pauses once a whole chunk waits', async () => {
     const provider = new EndlessProvider();
     const window = 4;
     const s = startServe(provider, { window });
+    const streamed = (pieces: number) => Array.from({ length: pieces }, (_, index) => `w${index} `).join('');
+    const sentText = () =>
+      s
+        .chunks()
+        .map((chunk) => chunk.chunk)
+        .join('');
     await settle();
-    expect(s.chunks().map((chunk) => chunk.seq)).toEqual([0, 1, 2, 3]);
+    // The provider has pieces ready faster than the link takes them: four whole chunks of merged pieces.
+    expect(s.chunks().map((chunk) => chunk.chunk.length)).toEqual(Array(4).fill(DEFAULT_CHUNK_CHARS));
     const pulled = provider.pulled;
-    // One piece may be held back (read, not sent): see the report; the reader must not run on.
-    expect(pulled).toBeLessThanOrEqual(window + 1);
+    // Then the provider was read on only until a whole chunk was pending (the piece that filled it included).
+    const heldBack = streamed(pulled).length - sentText().length;
+    expect(heldBack).toBeGreaterThanOrEqual(DEFAULT_CHUNK_CHARS);
+    expect(heldBack).toBeLessThan(DEFAULT_CHUNK_CHARS + 8);
     await settle(10);
     expect(provider.pulled).toBe(pulled);
     expect(s.chunks()).toHaveLength(4);
 
+    // Two credits: the pending chunk leaves, the reader resumes and fills the next.
     s.ack(1);
     await settle();
     expect(s.chunks().map((chunk) => chunk.seq)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(s.chunks()[4]?.chunk).toHaveLength(DEFAULT_CHUNK_CHARS);
     s.ack(5);
     await settle();
     expect(s.chunks().map((chunk) => chunk.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
@@ -171,13 +190,25 @@ describe('task serve machine', () => {
     s.ack(2);
     await settle();
     expect(s.chunks()).toHaveLength(10);
-    expect(
-      s
-        .chunks()
-        .map((chunk) => chunk.chunk)
-        .join(''),
-    ).toBe(Array.from({ length: 10 }, (_, index) => `w${index} `).join(''));
+    // Nothing lost, nothing repeated: what went out is exactly the start of what the provider said.
+    expect(streamed(provider.pulled).startsWith(sentText())).toBe(true);
+    expect(s.chunks()[6]?.chunk).toHaveLength(DEFAULT_CHUNK_CHARS);
     expect(s.snapshot().value).toBe('streaming');
+  });
+
+  it("sends a slow provider's pieces one by one, and merges the pieces it has ready together", async () => {
+    const provider = new ScriptedProvider();
+    const s = startServe(provider);
+    provider.text('Hel');
+    await settle();
+    provider.text('lo ');
+    await settle();
+    provider.text('wor', 'ld', '!');
+    await settle();
+    provider.end();
+    await settle();
+    expect(s.chunks().map((chunk) => chunk.chunk)).toEqual(['Hel', 'lo ', 'world!']);
+    expect(s.sent().at(-1)).toMatchObject({ type: 'prompt-response', seq: 3, chunk: '', isComplete: true });
   });
 
   it('stops on task-cancel and aborts the provider', async () => {
@@ -267,9 +298,12 @@ describe('task serve machine', () => {
   });
 
   it('sends the unacknowledged chunks again, with the same seq, when the path to the requester changes', async () => {
-    const provider = new ScriptedProvider().text('a ', 'b ', 'c ', 'd ');
+    const provider = new ScriptedProvider();
     const s = startServe(provider, { window: 8 });
-    await settle();
+    for (const piece of ['a ', 'b ', 'c ', 'd ']) {
+      provider.text(piece);
+      await settle();
+    }
     s.ack(1);
     const before = s.sent().length;
     s.child.send({ type: 'requester.pathChanged' });
@@ -291,10 +325,13 @@ describe('task serve machine', () => {
   });
 
   it('reports progress as text goes out', async () => {
-    const provider = new ScriptedProvider().text('ab', 'cde');
+    const provider = new ScriptedProvider();
     const s = startServe(provider);
     const progress: number[] = [];
     s.child.on('serve.progress', (event) => progress.push(event.chars));
+    provider.text('ab');
+    await settle();
+    provider.text('cde');
     await settle();
     expect(progress).toEqual([2, 5]);
   });
