@@ -60,7 +60,24 @@ export interface HandoffInput {
   quota?: Omit<QuotaInput, 'now' | 'provider'> & { provider?: string };
   /** Open peer links at most (the design's ConnectionPool; default 10). */
   maxLinks?: number;
-  link?: Pick<PeerLinkInput, 'directTimeoutMs' | 'restartTimeoutMs' | 'pingIntervalMs'>;
+  /**
+   * Once a peer has accepted a delegated task, open a link to the task's next candidate (default
+   * true), so a failover mid-stream re-delegates over an open data channel instead of negotiating
+   * one. At most one such standby link per task; it only takes a free place in the pool (never
+   * evicts a link), is idle (the pool's LRU may recycle it), and stays an ordinary idle link when
+   * the task ends.
+   */
+  standbyLinks?: boolean;
+  /** Timing of every peer link (see PeerLinkInput for each field and its default). */
+  link?: Pick<
+    PeerLinkInput,
+    | 'directTimeoutMs'
+    | 'restartTimeoutMs'
+    | 'pingIntervalMs'
+    | 'silenceTimeoutMs'
+    | 'busyPingIntervalMs'
+    | 'busySilenceTimeoutMs'
+  >;
   connection?: {
     maxAttempts?: number;
     baseDelayMs?: number;
@@ -86,6 +103,7 @@ export interface HandoffContext {
   servePolicy: ServePolicy;
   security: SecurityManager | undefined;
   maxLinks: number;
+  standbyLinks: boolean;
   link: HandoffInput['link'];
   connectionOptions: HandoffInput['connection'];
   acceptTimeoutMs: number | undefined;
@@ -93,6 +111,11 @@ export interface HandoffContext {
   now: () => number;
   /** Last use of each open link, for least-recently-used recycling. */
   linkUse: Record<string, number>;
+  /**
+   * The peer each running request task has delegated to (by task id): their links are told
+   * `link.busy` (tighter liveness) while some task is engaged on them, `link.idle` after.
+   */
+  engaged: Record<string, string>;
   /** Running serve tasks by `<peerId> <taskId>`, to route acks and cancels. */
   serves: Record<string, string>;
   serveSeq: number;
@@ -132,6 +155,8 @@ export type HandoffEvent =
   | { type: 'link.violation'; peerId: string; reason: string; messageType: string }
   | { type: 'keyring.lookup'; peerId: string }
   | { type: 'task.send'; peerId: string; message: LinkMessage }
+  /** A request task would like a link to its next candidate ready (see `standbyLinks`). */
+  | { type: 'task.standby'; taskId: string; peerId: string }
   | { type: `xstate.done.actor.${string}`; output: unknown }
   | { type: `xstate.error.actor.${string}`; error: unknown };
 
@@ -333,6 +358,25 @@ export const handoffMachine = setup({
       }
       enqueue.sendTo(id, { type: 'link.send', message: event.message });
       enqueue.assign({ linkUse: { ...linkUse, [event.peerId]: context.now() } });
+      // Our delegation: the task now depends on this peer (and no longer on the one before, if any).
+      const { message } = event;
+      if (message.type === 'prompt-delegation' && children[requestId(message.taskId)]) {
+        const { [message.taskId]: previous, ...others } = context.engaged;
+        enqueue.assign({ engaged: { ...others, [message.taskId]: event.peerId } });
+        enqueue.sendTo(id, { type: 'link.busy' });
+        if (previous !== undefined && previous !== event.peerId)
+          releaseLink(enqueue, children, others, previous);
+      }
+    }),
+    /** A request task's next candidate: a link opened ahead of need, only into a free place. */
+    openStandby: enqueueActions(({ context, event, enqueue, self, system }) => {
+      if (event.type !== 'task.standby' || !context.standbyLinks) return;
+      const children = self.getSnapshot().children as Children;
+      if (children[linkId(event.peerId)]) return; // already open
+      const open = Object.keys(children).filter((id) => id.startsWith('link-')).length;
+      if (open >= context.maxLinks) return; // a standby never recycles another link
+      const opened = openLink(context, enqueue, children, system, event.peerId, true);
+      if (opened.opened) enqueue.assign({ linkUse: { ...context.linkUse, [event.peerId]: context.now() } });
     }),
     /** Task traffic from a peer: a delegation starts a serve task; the rest goes to its task. */
     routeTaskMessage: enqueueActions(({ context, event, enqueue, self }) => {
@@ -594,6 +638,7 @@ export const handoffMachine = setup({
           : defaultServePolicy(input.provider, models, input.maxConcurrentServes ?? 2)),
       security: input.security,
       maxLinks: input.maxLinks ?? 10,
+      standbyLinks: input.standbyLinks ?? true,
       link: input.link,
       connectionOptions: input.connection,
       acceptTimeoutMs: input.acceptTimeoutMs,
@@ -601,6 +646,7 @@ export const handoffMachine = setup({
       unreachableGraceMs: input.unreachableGraceMs ?? 8_000,
       now: input.now ?? Date.now,
       linkUse: {},
+      engaged: {},
       serves: {},
       serveSeq: 0,
       history: [],
@@ -651,6 +697,7 @@ export const handoffMachine = setup({
     'link.violation': { actions: 'peerMisbehaved' },
     'keyring.lookup': { actions: 'lookUpKey' },
     'task.send': { actions: 'sendToPeer' },
+    'task.standby': { actions: 'openStandby' },
     'xstate.done.actor.*': { actions: 'reapChild' },
     'xstate.error.actor.*': { actions: 'reapFailedChild' },
   },
@@ -711,6 +758,17 @@ function openLink(
   return evicted === undefined ? { opened: true } : { opened: true, evicted };
 }
 
+/** No request task is engaged on `peerId` any more: its link (if open) goes back to idle liveness. */
+function releaseLink(
+  enqueue: Enqueue,
+  children: Children,
+  engaged: Record<string, string>,
+  peerId: string,
+): void {
+  if (Object.values(engaged).includes(peerId) || !children[linkId(peerId)]) return;
+  enqueue.sendTo(linkId(peerId), { type: 'link.idle' });
+}
+
 /** Tells every task that depends on `peerId` that it is gone. */
 function lostPeer(enqueue: Enqueue, children: Children, peerId: string, reason: string): void {
   for (const [id, child] of Object.entries(children)) {
@@ -736,6 +794,11 @@ function reap(
   if (id.startsWith('request-')) {
     const result = output as TaskRequestOutput;
     enqueue.assign({ history: [...context.history, result].slice(-HISTORY_LIMIT) });
+    const { [id.slice('request-'.length)]: peer, ...engaged } = context.engaged;
+    if (peer !== undefined) {
+      enqueue.assign({ engaged });
+      releaseLink(enqueue, children, engaged, peer);
+    }
     enqueue.emit({ type: 'handoff.taskDone', output: result });
     // A prompt run on our own AI counts against our quota.
     if (result.metadata?.local === true && children.quota) {

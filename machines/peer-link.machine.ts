@@ -26,9 +26,24 @@ export interface PeerLinkInput {
   directTimeoutMs?: number;
   /** How long an ICE restart may take before falling back to the relay. */
   restartTimeoutMs?: number;
+  /** How often an idle link pings its peer (RTT, throughput samples, liveness); default 500 ms. */
   pingIntervalMs?: number;
-  /** Nothing heard for this long over an open path: the peer is presumed gone (tasks move on). */
+  /**
+   * Nothing heard for this long over an open path of an idle link: the peer is presumed gone (tasks
+   * move on); default 1500 ms.
+   */
   silenceTimeoutMs?: number;
+  /**
+   * While a task of ours is in flight over the link (the parent says `link.busy`), pings go out this
+   * often instead (default 250 ms, never slower than `pingIntervalMs`)…
+   */
+  busyPingIntervalMs?: number;
+  /**
+   * …and the peer is presumed gone after this much silence (default 1000 ms, never longer than
+   * `silenceTimeoutMs`): a dead serving peer is noticed sooner where it matters, idle links keep the
+   * relaxed values so they do not flap.
+   */
+  busySilenceTimeoutMs?: number;
   /** Our signing identity and the others' keys: task messages are signed out and verified in. */
   identity?: Identity;
   keyring?: Keyring;
@@ -58,11 +73,15 @@ export interface PeerLinkContext {
   restartTimeoutMs: number;
   pingIntervalMs: number;
   silenceTimeoutMs: number;
+  busyPingIntervalMs: number;
+  busySilenceTimeoutMs: number;
   now: () => number;
   transport: LinkTransport;
   /** When anything last arrived from the peer. */
   lastHeardAt: number;
-  /** True while the peer has been silent past `silenceTimeoutMs`. */
+  /** When the probe last checked for silence. */
+  lastCheckAt: number;
+  /** True while the peer has been silent past the silence timeout. */
   silent: boolean;
   /** Smoothed round-trip time over the current transport, in ms. */
   rttMs: number | undefined;
@@ -81,6 +100,23 @@ export interface PeerLinkContext {
 }
 
 export const LINK_OUTBOX_LIMIT = 1024;
+
+/** The probe's timing, defaults filled in; the busy values are never more relaxed than the idle ones. */
+export function probeTiming(
+  input: Pick<
+    PeerLinkInput,
+    'pingIntervalMs' | 'silenceTimeoutMs' | 'busyPingIntervalMs' | 'busySilenceTimeoutMs'
+  >,
+) {
+  const pingIntervalMs = input.pingIntervalMs ?? 500;
+  const silenceTimeoutMs = input.silenceTimeoutMs ?? 1_500;
+  return {
+    pingIntervalMs,
+    silenceTimeoutMs,
+    busyPingIntervalMs: input.busyPingIntervalMs ?? Math.min(pingIntervalMs, 250),
+    busySilenceTimeoutMs: input.busySilenceTimeoutMs ?? Math.min(silenceTimeoutMs, 1_000),
+  };
+}
 export const MAX_SAMPLES = 60;
 
 export type PeerLinkEvent =
@@ -90,7 +126,10 @@ export type PeerLinkEvent =
   | SealEvent
   | { type: 'link.send'; message: LinkMessage }
   | { type: 'link.close' }
-  | { type: 'link.unreachable'; reason: string };
+  | { type: 'link.unreachable'; reason: string }
+  /** From the parent: a task of ours is in flight over this link (tighter liveness) / none is any more. */
+  | { type: 'link.busy' }
+  | { type: 'link.idle' };
 
 export type PeerLinkEmitted = { type: 'link.transport'; peerId: string; transport: LinkTransport };
 
@@ -129,6 +168,7 @@ export const peerLinkMachine = setup({
     directTimeout: ({ context }) => context.directTimeoutMs,
     restartTimeout: ({ context }) => context.restartTimeoutMs,
     pingInterval: ({ context }) => context.pingIntervalMs,
+    busyPingInterval: ({ context }) => context.busyPingIntervalMs,
   },
   guards: {
     connectionBroken: ({ event }) =>
@@ -136,10 +176,22 @@ export const peerLinkMachine = setup({
     connectionRestored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
     fromRemote: ({ context, event }) => 'fromPeerId' in event && event.fromPeerId === context.remotePeerId,
     isPing: ({ event }) => inboundType(event) === 'link-ping',
-    fellSilent: ({ context }) =>
-      context.transport !== 'none' &&
-      !context.silent &&
-      context.now() - context.lastHeardAt > context.silenceTimeoutMs,
+    /**
+     * Nothing heard for the silence timeout over an open path, and nothing heard since before the
+     * previous check either (which already found the peer quiet for all but one interval of it). A
+     * check that fires late because our own event loop stalled therefore cannot declare the peer
+     * silent: what arrived meanwhile is read before the next check.
+     */
+    fellSilent: ({ context }, { busy }: { busy: boolean }) => {
+      const silenceMs = busy ? context.busySilenceTimeoutMs : context.silenceTimeoutMs;
+      const intervalMs = busy ? context.busyPingIntervalMs : context.pingIntervalMs;
+      return (
+        context.transport !== 'none' &&
+        !context.silent &&
+        context.now() - context.lastHeardAt > silenceMs &&
+        context.lastCheckAt - context.lastHeardAt > silenceMs - intervalMs
+      );
+    },
     isPong: ({ event }) => inboundType(event) === 'link-pong',
   },
   actions: {
@@ -321,6 +373,7 @@ export const peerLinkMachine = setup({
     }),
     restartIce: sendTo('rtc', { type: 'rtc.restart' }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    recordCheck: assign({ lastCheckAt: ({ context }) => context.now() }),
     ping: ({ context, self }) => {
       if (context.transport !== 'none')
         self.send({ type: 'link.send', message: { type: 'link-ping', ts: context.now() } });
@@ -365,11 +418,11 @@ export const peerLinkMachine = setup({
       configuration: { ...(input.rtcConfiguration ?? {}), iceServers: input.iceServers } as RTCConfiguration,
       directTimeoutMs: input.directTimeoutMs ?? 5_000,
       restartTimeoutMs: input.restartTimeoutMs ?? 5_000,
-      pingIntervalMs: input.pingIntervalMs ?? 500,
-      silenceTimeoutMs: input.silenceTimeoutMs ?? 1_500,
+      ...probeTiming(input),
       now,
       transport: 'none',
       lastHeardAt: now(),
+      lastCheckAt: now(),
       silent: false,
       rttMs: undefined,
       bytesSent: 0,
@@ -478,19 +531,39 @@ export const peerLinkMachine = setup({
           },
         },
         probe: {
-          description: 'Measures RTT and throughput on a timer.',
-          initial: 'waiting',
+          description:
+            'Pings, samples RTT and throughput, and watches for silence on a timer: relaxed while the link is idle, tighter while a task of ours is in flight over it.',
+          initial: 'idle',
           states: {
-            waiting: {
+            idle: {
+              description:
+                'No task of ours waits on this peer: a ping every pingIntervalMs, silent after silenceTimeoutMs.',
+              on: { 'link.busy': 'busy' },
               after: {
                 pingInterval: [
                   {
-                    guard: 'fellSilent',
-                    target: 'waiting',
+                    guard: { type: 'fellSilent', params: { busy: false } },
+                    target: 'idle',
                     reenter: true,
-                    actions: ['markSilent', 'reportSilence', 'ping', 'sample'],
+                    actions: ['markSilent', 'reportSilence', 'recordCheck', 'ping', 'sample'],
                   },
-                  { target: 'waiting', reenter: true, actions: ['ping', 'sample'] },
+                  { target: 'idle', reenter: true, actions: ['recordCheck', 'ping', 'sample'] },
+                ],
+              },
+            },
+            busy: {
+              description:
+                'A task of ours is in flight over the link: a ping every busyPingIntervalMs, silent after busySilenceTimeoutMs.',
+              on: { 'link.idle': 'idle' },
+              after: {
+                busyPingInterval: [
+                  {
+                    guard: { type: 'fellSilent', params: { busy: true } },
+                    target: 'busy',
+                    reenter: true,
+                    actions: ['markSilent', 'reportSilence', 'recordCheck', 'ping', 'sample'],
+                  },
+                  { target: 'busy', reenter: true, actions: ['recordCheck', 'ping', 'sample'] },
                 ],
               },
             },

@@ -250,6 +250,21 @@ export const taskRequestMachine = setup({
       to: currentPeer(context) as string,
       offset: context.text.length,
     })),
+    /**
+     * Once a peer has accepted, asks the parent to have a link to the next candidate ready while this
+     * one works, so a failover mid-stream finds an open channel instead of negotiating one (the parent
+     * may decline: pool full, or standby links off). Not earlier: the first link's negotiation is over
+     * by then, so the two never negotiate at once.
+     */
+    requestStandby: enqueueActions(({ context, enqueue }) => {
+      const next = context.candidates[context.current + 1];
+      if (next === undefined) return; // the last candidate: nothing to prepare
+      enqueue.sendParent({
+        type: 'task.standby',
+        taskId: context.taskId,
+        peerId: next,
+      });
+    }),
     sendCancel: sendParent(({ context }) =>
       toPeer(context, { type: 'task-cancel', taskId: context.taskId, reason: 'cancelled by requester' }),
     ),
@@ -310,7 +325,9 @@ export const taskRequestMachine = setup({
     },
     streaming: {
       tags: ['busy', 'streaming'],
-      description: 'Chunks arrive numbered; each is shown once, in order, and acknowledged.',
+      description:
+        'Chunks arrive numbered; each is shown once, in order, and acknowledged. The next candidate is prepared meanwhile.',
+      entry: 'requestStandby',
       on: {
         'task.message': [
           {

@@ -30,7 +30,9 @@ type SpecEvent =
   | { type: 'clock.restartTimeout' }
   | { type: 'link.send' }
   | { type: 'link.close' }
-  | { type: 'link.unreachable' };
+  | { type: 'link.unreachable' }
+  | { type: 'link.busy' }
+  | { type: 'link.idle' };
 
 interface SpecContext {
   /** Messages held for a path that is not open yet. */
@@ -39,6 +41,8 @@ interface SpecContext {
   restarts: number;
   /** Why the link closed, once it has. */
   ending: 'closed' | 'unreachable' | null;
+  /** The parent said a task of ours is in flight over the link (the probe's tighter timing). */
+  busy: boolean;
 }
 
 /**
@@ -68,7 +72,10 @@ type Observation = (typeof OBSERVATIONS)[number];
 
 const observed = () => {};
 
-/** The intended behaviour of the link's path region, written without timers so it can be traversed. */
+/**
+ * The intended behaviour of the link's path region, written without timers so it can be traversed,
+ * and which probe timing (idle or busy) the parent's word has selected.
+ */
 const peerLinkSpec = setup({
   types: { context: {} as SpecContext, events: {} as SpecEvent },
   actions: {
@@ -89,14 +96,16 @@ const peerLinkSpec = setup({
     clearQueue: assign({ queued: 0 }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
     end: assign((_, ending: 'closed' | 'unreachable') => ({ ending })),
+    setBusy: assign((_, busy: boolean) => ({ busy })),
   },
   guards: {
+    busy: ({ context }) => context.busy,
     broken: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'disconnected',
     restored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
   },
 }).createMachine({
   id: 'spec',
-  context: { queued: 0, restarts: 0, ending: null },
+  context: { queued: 0, restarts: 0, ending: null, busy: false },
   initial: 'active',
   states: {
     active: {
@@ -107,6 +116,16 @@ const peerLinkSpec = setup({
           actions: 'deliver',
         },
         'link.close': { target: 'closed', actions: { type: 'end', params: 'closed' } },
+        // Busy or idle only changes how often the probe pings and how soon it calls the peer silent:
+        // nothing the path does, holds or sends changes with it.
+        'link.busy': [
+          { guard: 'busy', description: 'Already busy: nothing changes.', actions: 'ignore' },
+          { actions: { type: 'setBusy', params: true } },
+        ],
+        'link.idle': [
+          { guard: 'busy', actions: { type: 'setBusy', params: false } },
+          { description: 'Already idle: nothing changes.', actions: 'ignore' },
+        ],
         'link.unreachable': { target: 'closed', actions: { type: 'end', params: 'unreachable' } },
       },
       states: {
@@ -196,6 +215,8 @@ const SPEC_EVENTS: SpecEvent[] = [
   { type: 'link.send' },
   { type: 'link.close' },
   { type: 'link.unreachable' },
+  { type: 'link.busy' },
+  { type: 'link.idle' },
 ];
 
 const transitionsTaken = (before: SpecSnapshot, event: SpecEvent): SpecTransition[] =>
@@ -265,6 +286,8 @@ class LinkUnderTest {
     restartTimeoutMs: RESTART_TIMEOUT_MS,
     pingIntervalMs: PROBE_OFF_MS,
     silenceTimeoutMs: PROBE_OFF_MS,
+    busyPingIntervalMs: PROBE_OFF_MS,
+    busySilenceTimeoutMs: PROBE_OFF_MS,
   });
   /** Messages the link should be holding, oldest first. */
   held: LinkMessage[] = [];
@@ -307,6 +330,10 @@ class LinkUnderTest {
         break;
       case 'link.unreachable':
         link.send({ type: 'link.unreachable', reason: UNREACHABLE_REASON });
+        break;
+      case 'link.busy':
+      case 'link.idle':
+        link.send({ type: event.type });
         break;
     }
   }
@@ -465,6 +492,10 @@ describe('peer link actor against its spec', () => {
           active: (state) => {
             expect(link.snapshot.status).toBe('active');
             expect(link.snapshot.context.restarts).toBe(state.context.restarts);
+            expect(
+              link.snapshot.matches({ active: { probe: state.context.busy ? 'busy' : 'idle' } }),
+              'probe timing',
+            ).toBe(true);
             expect(link.snapshot.context.outbox).toEqual(harness.held);
             expect(harness.held).toHaveLength(state.context.queued);
           },

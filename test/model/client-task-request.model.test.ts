@@ -63,6 +63,8 @@ const taskRequestSpec = setup({
   actions: {
     took: observed,
     sendDelegation: observed,
+    /** Once a peer accepted: the parent is asked for a link to the next candidate, if there is one. */
+    requestStandby: observed,
     emitChunk: observed,
     acknowledgeFinal: observed,
     reacknowledge: observed,
@@ -133,6 +135,7 @@ const taskRequestSpec = setup({
       },
     },
     streaming: {
+      entry: 'requestStandby',
       on: {
         chunk: {
           guard: 'roomForChunk',
@@ -207,7 +210,9 @@ const model = createTestModel(taskRequestSpec, {
 });
 const paths = model.getShortestPaths();
 
-type Sent = { type: 'task.send'; peerId: string; message: LinkMessage };
+type Sent =
+  | { type: 'task.send'; peerId: string; message: LinkMessage }
+  | { type: 'task.standby'; taskId: string; peerId: string };
 
 /** The real task request actor under a recording parent, started by the spec's `task.start`. */
 class TaskRequestUnderTest {
@@ -326,6 +331,12 @@ function expectedSent(actions: string[], before: SpecSnapshot, after: SpecSnapsh
             ...(after.context.text > 0 ? { continueFrom: textOf(after.context.text) } : {}),
           }),
         ];
+      case 'requestStandby': {
+        const next = after.context.current + 1;
+        return next < after.context.candidates
+          ? [{ type: 'task.standby', taskId: TASK, peerId: PEERS[next] as string }]
+          : [];
+      }
       case 'acknowledgeFinal':
         return [to(before.context.current, { type: 'chunk-ack', taskId: TASK, seq: before.context.chunks })];
       case 'reacknowledge':

@@ -136,6 +136,7 @@ export function startPeerLink(
     RTCPeerConnection: UnusedRTCPeerConnection,
     iceServers: [{ urls: 'stun:stun.example.org:3478' }],
     pingIntervalMs: 3_600_000,
+    busyPingIntervalMs: 3_600_000,
     now: () => clock.now(),
     ...input,
   };

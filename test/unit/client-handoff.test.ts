@@ -649,6 +649,128 @@ describe('handoff root: losing a peer', () => {
   });
 });
 
+describe('handoff root: liveness of the links tasks depend on', () => {
+  const busy = { type: 'link.busy' };
+  const idle = { type: 'link.idle' };
+  const probeWords = (h: ReturnType<typeof startHandoff>, peer: string) =>
+    h.toLink(peer).filter((event) => event.type === 'link.busy' || event.type === 'link.idle');
+
+  it('tells the link a request delegates over that it is busy, and idle once the task is done', () => {
+    const h = startHandoff();
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'Say hi', options: { targetPeerId: A } });
+    expect(h.toLink(A).map((event) => event.type)).toEqual(['link.send', 'link.busy']);
+    expect(h.context().engaged).toEqual({ 't-1': A });
+    h.fromPeer(A, accepted('t-1'));
+    h.fromPeer(A, chunk('t-1', 0, 'Hi', true));
+    expect(h.taskDone).toHaveLength(1);
+    expect(probeWords(h, A)).toEqual([busy, idle]);
+    expect(h.context().engaged).toEqual({});
+  });
+
+  it('moves busy to the next peer when the task re-delegates; the previous link goes idle', () => {
+    const h = startHandoff({ standbyLinks: false });
+    h.fakes.assign('discovery', { ranked: ranked(A, B) });
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'Say hi', options: {} });
+    h.fromPeer(A, { type: 'task-rejected', taskId: 't-1', reason: 'busy', message: 'busy' });
+    expect(h.sentTo(B).map((message) => message.type)).toEqual(['prompt-delegation']);
+    expect(probeWords(h, A)).toEqual([busy, idle]);
+    expect(probeWords(h, B)).toEqual([busy]);
+    expect(h.context().engaged).toEqual({ 't-1': B });
+  });
+
+  it('keeps a link busy while any request still depends on it', () => {
+    const h = startHandoff();
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'one', options: { targetPeerId: A } });
+    h.send({ type: 'user.delegate', taskId: 't-2', prompt: 'two', options: { targetPeerId: A } });
+    h.send({ type: 'user.cancel', taskId: 't-1' });
+    expect(h.taskDone.map((done) => done.output.taskId)).toEqual(['t-1']);
+    expect(probeWords(h, A)).toEqual([busy, busy]);
+    h.send({ type: 'user.cancel', taskId: 't-2' });
+    expect(probeWords(h, A)).toEqual([busy, busy, idle]);
+  });
+
+  it('tells no link anything about tasks it serves (the requester watches for silence)', async () => {
+    const provider = new ScriptedProvider();
+    const h = startHandoff({ provider, models: ['scripted-1'] });
+    h.openLinkFrom(A);
+    h.fromPeer(A, delegation({ taskId: 't-served' }));
+    await settle();
+    expect(h.isRunning('serve-1')).toBe(true);
+    expect(probeWords(h, A)).toEqual([]);
+  });
+});
+
+describe('handoff root: standby links', () => {
+  it('opens a link to the next candidate once a peer accepts, and a failover re-delegates over it', () => {
+    const h = startHandoff();
+    h.fakes.assign('discovery', { ranked: ranked(A, B, C) });
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'Say hi', options: {} });
+    expect(h.childIds('link-')).toEqual([linkId(A)]);
+    h.clock.increment(10);
+    h.fromPeer(A, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(B)]);
+    expect(linkInput(h, B)).toMatchObject({ initiator: true, remotePeerId: B });
+    expect(h.toLink(B)).toEqual([]);
+    expect(h.context().linkUse[B]).toBe(10);
+
+    h.fromPeer(A, chunk('t-1', 0, 'Hi '));
+    h.fromLink(A, { type: 'link.silent', peerId: A });
+    // The task went on over the link opened beforehand (no second run)…
+    expect(h.fakes.runs(linkId(B))).toHaveLength(1);
+    expect(h.sentTo(B)).toEqual([
+      expect.objectContaining({ type: 'prompt-delegation', taskId: 't-1', continueFrom: 'Hi ' }),
+    ]);
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(B)]);
+    // …and B's acceptance prepared C behind it.
+    h.fromPeer(B, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(B), linkId(C)]);
+    expect(h.toLink(C)).toEqual([]);
+  });
+
+  it('opens none for the last candidate, and none where a link to the next one is already open', () => {
+    const h = startHandoff();
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'one', options: { targetPeerId: A } });
+    h.fromPeer(A, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A)]);
+    h.openLinkFrom(B);
+    h.fakes.assign('discovery', { ranked: ranked(A, B) });
+    h.send({ type: 'user.delegate', taskId: 't-2', prompt: 'two', options: { targetPeerId: A } });
+    h.fromPeer(A, accepted('t-2'));
+    expect(h.fakes.runs(linkId(B))).toHaveLength(1);
+    expect(linkInput(h, B)).toMatchObject({ initiator: false });
+  });
+
+  it('takes only a free place in the pool: never recycles a link for a standby', () => {
+    const h = startHandoff({ maxLinks: 2 });
+    h.openLinkFrom(C);
+    h.fakes.assign('discovery', { ranked: ranked(A, B) });
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'one', options: {} });
+    h.fromPeer(A, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(C)]);
+    expect(h.isRunning(linkId(C))).toBe(true);
+  });
+
+  it('is recycled like any idle link when the pool needs the place', () => {
+    const h = startHandoff({ maxLinks: 2 });
+    h.fakes.assign('discovery', { ranked: ranked(A, B) });
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'one', options: {} });
+    h.fromPeer(A, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(B)]);
+    h.clock.increment(10);
+    h.openLinkFrom(C);
+    expect(h.childIds('link-')).toEqual([linkId(A), linkId(C)]);
+    expect(h.isRunning(requestId('t-1'))).toBe(true);
+  });
+
+  it('opens none with standbyLinks: false', () => {
+    const h = startHandoff({ standbyLinks: false });
+    h.fakes.assign('discovery', { ranked: ranked(A, B) });
+    h.send({ type: 'user.delegate', taskId: 't-1', prompt: 'one', options: {} });
+    h.fromPeer(A, accepted('t-1'));
+    expect(h.childIds('link-')).toEqual([linkId(A)]);
+  });
+});
+
 describe('handoff root: delegating', () => {
   it('tries the chosen peer first, then the ranked ones, never itself', () => {
     const h = startHandoff({ acceptTimeoutMs: 3_000 }, { fakeTasks: true });

@@ -492,6 +492,105 @@ describe('peer link: silence', () => {
   });
 });
 
+describe('peer link: liveness while a task is in flight', () => {
+  const ping = (ts: number) => ({ type: 'link-ping', ts });
+
+  it('pings every busyPingIntervalMs while busy and every pingIntervalMs again once idle', () => {
+    const link = start({
+      pingIntervalMs: 500,
+      busyPingIntervalMs: 250,
+      silenceTimeoutMs: 60_000,
+      busySilenceTimeoutMs: 60_000,
+    });
+    goDirect(link);
+    expect(link.snapshot.matches({ active: { probe: 'idle' } })).toBe(true);
+    link.clock.increment(500);
+    expect(link.rtc.sent).toEqual([ping(500)]);
+
+    link.send({ type: 'link.busy' });
+    expect(link.snapshot.matches({ active: { probe: 'busy' } })).toBe(true);
+    link.clock.increment(249);
+    expect(link.rtc.sent).toEqual([ping(500)]);
+    link.clock.increment(1); // 750
+    link.clock.increment(250); // 1000
+    expect(link.rtc.sent).toEqual([ping(500), ping(750), ping(1_000)]);
+    link.send({ type: 'link.busy' }); // already busy: the timer is not restarted
+    link.clock.increment(250); // 1250
+    expect(link.rtc.sent).toHaveLength(4);
+
+    link.send({ type: 'link.idle' });
+    expect(link.snapshot.matches({ active: { probe: 'idle' } })).toBe(true);
+    link.clock.increment(499);
+    expect(link.rtc.sent).toHaveLength(4);
+    link.clock.increment(1); // 1750
+    expect(link.rtc.sent.at(-1)).toEqual(ping(1_750));
+    link.send({ type: 'link.idle' }); // already idle: nothing changes
+    expect(link.snapshot.matches({ active: { probe: 'idle' } })).toBe(true);
+    // The path is not the probe's business, nor the probe the path's.
+    expect(link.snapshot.matches({ active: { path: 'direct' } })).toBe(true);
+    expect(link.ofType('link.silent')).toEqual([]);
+  });
+
+  it('reports silence after busySilenceTimeoutMs while busy, where an idle link would wait silenceTimeoutMs', () => {
+    const idle = start({ pingIntervalMs: 250, silenceTimeoutMs: 1_500, busySilenceTimeoutMs: 1_000 });
+    goDirect(idle);
+    for (let at = 250; at <= 1_500; at += 250) idle.clock.increment(250);
+    expect(idle.ofType('link.silent')).toEqual([]);
+    idle.clock.increment(250); // 1750: past 1500
+    expect(idle.ofType('link.silent')).toHaveLength(1);
+    idle.stop();
+
+    const busy = start({
+      pingIntervalMs: 500,
+      busyPingIntervalMs: 250,
+      silenceTimeoutMs: 1_500,
+      busySilenceTimeoutMs: 1_000,
+    });
+    goDirect(busy);
+    busy.send({ type: 'link.busy' });
+    for (let at = 250; at <= 1_000; at += 250) busy.clock.increment(250);
+    expect(busy.ofType('link.silent')).toEqual([]); // exactly the timeout, not past it
+    busy.clock.increment(250); // 1250
+    expect(busy.ofType('link.silent')).toEqual([{ type: 'link.silent', peerId: REMOTE_PEER }]);
+    expect(busy.snapshot.context.silent).toBe(true);
+    busy.clock.increment(250);
+    expect(busy.ofType('link.silent')).toHaveLength(1);
+  });
+
+  it('never finds the peer silent on a check that only came late (our own event loop stalled): the next one decides', () => {
+    const link = start({ busyPingIntervalMs: 250, busySilenceTimeoutMs: 1_000, silenceTimeoutMs: 60_000 });
+    goDirect(link);
+    link.send({ type: 'link.busy' });
+    link.clock.increment(250); // a check at 250
+    link.rtc.current.push({ type: 'rtc.message', message: cancel('t1'), bytes: 40 }); // heard at 250
+    link.clock.increment(1_500); // the next check fires 1500 ms late, at 1750
+    expect(link.ofType('link.silent')).toEqual([]);
+    // What arrived meanwhile is read now: the peer was never silent.
+    link.rtc.current.push({ type: 'rtc.message', message: cancel('t2'), bytes: 40 });
+    link.clock.increment(250); // 2000
+    expect(link.ofType('link.silent')).toEqual([]);
+
+    // Stalled again, and this time nothing had arrived: the late check still waits, the next one reports.
+    link.clock.increment(1_500); // 3500, late
+    expect(link.ofType('link.silent')).toEqual([]);
+    link.clock.increment(250); // 3750, on time: silent since 1750
+    expect(link.ofType('link.silent')).toHaveLength(1);
+  });
+
+  it('defaults to a 250 ms ping and 1 s silence while busy, never more relaxed than the idle values', () => {
+    const defaults = start({ pingIntervalMs: undefined, busyPingIntervalMs: undefined });
+    expect(defaults.snapshot.context).toMatchObject({
+      pingIntervalMs: 500,
+      silenceTimeoutMs: 1_500,
+      busyPingIntervalMs: 250,
+      busySilenceTimeoutMs: 1_000,
+    });
+    defaults.stop();
+    const tight = start({ pingIntervalMs: 100, silenceTimeoutMs: 600, busyPingIntervalMs: undefined });
+    expect(tight.snapshot.context).toMatchObject({ busyPingIntervalMs: 100, busySilenceTimeoutMs: 600 });
+  });
+});
+
 describe('peer link: samples', () => {
   it('takes one sample per ping interval, with byte rates from the counters since the last sample', () => {
     const link = start({ pingIntervalMs: 2_000, silenceTimeoutMs: 60_000 });

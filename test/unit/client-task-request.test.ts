@@ -14,6 +14,7 @@ const TASK = 'task-1';
 
 type Inbound = Extract<TaskRequestEvent, { type: 'task.message' }>['message'];
 type Sent = { type: 'task.send'; peerId: string; message: LinkMessage };
+type Standby = { type: 'task.standby'; taskId: string; peerId: string };
 
 let h: ParentHarness<typeof taskRequestMachine> | undefined;
 afterEach(() => {
@@ -37,12 +38,18 @@ function startRequest(input: Partial<TaskRequestInput> = {}) {
   const from = (peerId: string, message: Inbound) =>
     harness.child.send({ type: 'task.message', peerId, message });
   const snapshot = () => harness.child.getSnapshot();
-  const sent = () => harness.toParent as Sent[];
+  /** Task messages for peers (the parent sends them over their links). */
+  const sent = () =>
+    (harness.toParent as (Sent | Standby)[]).filter((e): e is Sent => e.type === 'task.send');
+  /** The standby links the task asked its parent for, in order. */
+  const standbys = () =>
+    (harness.toParent as (Sent | Standby)[]).filter((e): e is Standby => e.type === 'task.standby');
   return {
     ...harness,
     emitted,
     snapshot,
     sent,
+    standbys,
     from,
     accept: (peerId: string) => from(peerId, { type: 'task-accepted', taskId: TASK, queuePosition: 0 }),
     chunk: (peerId: string, seq: number, text: string, isComplete = false) =>
@@ -277,6 +284,37 @@ describe('task request machine', () => {
       reason: 'provider-error',
       chars: 5,
     });
+  });
+
+  it('asks for a standby link to the next candidate once a peer accepts, and none behind the last', () => {
+    const t = startRequest();
+    const standby = (peerId: string): Standby => ({ type: 'task.standby', taskId: TASK, peerId });
+    expect(t.standbys()).toEqual([]);
+    t.accept('peer-a');
+    expect(t.standbys()).toEqual([standby('peer-b')]);
+    t.chunk('peer-a', 0, 'Half ');
+    expect(t.standbys()).toHaveLength(1);
+    // A failover delegates to peer-b (over the standby link); peer-b's acceptance prepares peer-c.
+    t.child.send({ type: 'peer.lost', peerId: 'peer-a', reason: 'peer stopped answering' });
+    expect(t.standbys()).toHaveLength(1);
+    t.accept('peer-b');
+    expect(t.standbys()).toEqual([standby('peer-b'), standby('peer-c')]);
+    // peer-c is the last candidate: nothing to prepare behind it.
+    t.child.send({ type: 'peer.lost', peerId: 'peer-b', reason: 'peer stopped answering' });
+    t.accept('peer-c');
+    expect(t.sentOf('prompt-delegation').map((d) => d.peerId)).toEqual(['peer-a', 'peer-b', 'peer-c']);
+    expect(t.standbys()).toEqual([standby('peer-b'), standby('peer-c')]);
+  });
+
+  it('asks for no standby link while peers refuse, nor with a single candidate', () => {
+    const t = startRequest();
+    t.from('peer-a', { type: 'task-rejected', taskId: TASK, reason: 'busy', message: 'busy' });
+    expect(t.sentOf('prompt-delegation')).toHaveLength(2);
+    expect(t.standbys()).toEqual([]);
+    t.stop();
+    const single = startRequest({ candidates: ['peer-a'] });
+    single.accept('peer-a');
+    expect(single.standbys()).toEqual([]);
   });
 
   it('tries the next peer when one does not answer within acceptTimeoutMs', () => {
