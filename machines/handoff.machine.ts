@@ -73,6 +73,7 @@ export interface HandoffInput {
     PeerLinkInput,
     | 'directTimeoutMs'
     | 'restartTimeoutMs'
+    | 'maxConnectRetries'
     | 'pingIntervalMs'
     | 'silenceTimeoutMs'
     | 'busyPingIntervalMs'

@@ -26,6 +26,13 @@ export interface PeerLinkInput {
   directTimeoutMs?: number;
   /** How long an ICE restart may take before falling back to the relay. */
   restartTimeoutMs?: number;
+  /**
+   * How many times the initiator starts over on a fresh connection when its first attempt ends
+   * (connection `failed` or `closed`) before any channel opened, instead of waiting out
+   * `directTimeoutMs` (default 2). libdatachannel now and then refuses a well-formed answer ("Got a
+   * remote candidate without ICE transport") and closes the connection; a new one goes through.
+   */
+  maxConnectRetries?: number;
   /** How often an idle link pings its peer (RTT, throughput samples, liveness); default 500 ms. */
   pingIntervalMs?: number;
   /**
@@ -71,6 +78,9 @@ export interface PeerLinkContext {
   configuration: RTCConfiguration;
   directTimeoutMs: number;
   restartTimeoutMs: number;
+  maxConnectRetries: number;
+  /** Fresh connections started while connecting (see `maxConnectRetries`). */
+  connectRetries: number;
   pingIntervalMs: number;
   silenceTimeoutMs: number;
   busyPingIntervalMs: number;
@@ -174,6 +184,12 @@ export const peerLinkMachine = setup({
     connectionBroken: ({ event }) =>
       event.type === 'rtc.connectionState' && (event.state === 'disconnected' || event.state === 'failed'),
     connectionRestored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
+    /** The attempt to connect is over without a channel: the connection failed or was closed under us. */
+    attemptEnded: ({ context, event }) =>
+      context.initiator &&
+      context.connectRetries < context.maxConnectRetries &&
+      event.type === 'rtc.connectionState' &&
+      (event.state === 'failed' || event.state === 'closed'),
     fromRemote: ({ context, event }) => 'fromPeerId' in event && event.fromPeerId === context.remotePeerId,
     isPing: ({ event }) => inboundType(event) === 'link-ping',
     /**
@@ -373,6 +389,7 @@ export const peerLinkMachine = setup({
     }),
     restartIce: sendTo('rtc', { type: 'rtc.restart' }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    countConnectRetry: assign({ connectRetries: ({ context }) => context.connectRetries + 1 }),
     recordCheck: assign({ lastCheckAt: ({ context }) => context.now() }),
     ping: ({ context, self }) => {
       if (context.transport !== 'none')
@@ -418,6 +435,8 @@ export const peerLinkMachine = setup({
       configuration: { ...(input.rtcConfiguration ?? {}), iceServers: input.iceServers } as RTCConfiguration,
       directTimeoutMs: input.directTimeoutMs ?? 5_000,
       restartTimeoutMs: input.restartTimeoutMs ?? 5_000,
+      maxConnectRetries: input.maxConnectRetries ?? 2,
+      connectRetries: 0,
       ...probeTiming(input),
       now,
       transport: 'none',
@@ -486,9 +505,14 @@ export const peerLinkMachine = setup({
           states: {
             connecting: {
               tags: 'connecting',
-              description: 'Negotiating a direct data channel; messages wait in the outbox.',
+              description:
+                'Negotiating a direct data channel; messages wait in the outbox. An attempt that ends without a channel is started over (the initiator does, a bounded number of times) within the same directTimeout.',
               on: {
                 'rtc.channelOpen': 'direct',
+                'rtc.connectionState': {
+                  guard: 'attemptEnded',
+                  actions: ['countConnectRetry', 'restartIce'],
+                },
                 // The peer already fell back to the relay: follow it, then handle the message there
                 // (this transition pre-empts the active-level delivery, hence the re-raise).
                 'relay.message': { target: 'relayed', actions: 'handleAgain' },

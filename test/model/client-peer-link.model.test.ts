@@ -16,6 +16,8 @@ const UNREACHABLE_REASON = 'unknown target peer-a';
 /** Bounds that keep the spec's graph finite: enough to see order in a flush and a second restart. */
 const MAX_QUEUED = 2;
 const MAX_RESTARTS = 2;
+/** Fresh connections the (initiating) link may start while connecting (its `maxConnectRetries`). */
+const MAX_CONNECT_RETRIES = 1;
 
 /**
  * What the spec is driven with: the RTC actor's reports, a relayed message from the remote peer,
@@ -24,7 +26,7 @@ const MAX_RESTARTS = 2;
 type SpecEvent =
   | { type: 'rtc.channelOpen' }
   | { type: 'rtc.channelClosed' }
-  | { type: 'rtc.connectionState'; state: 'disconnected' | 'connected' }
+  | { type: 'rtc.connectionState'; state: 'disconnected' | 'connected' | 'closed' }
   | { type: 'relay.message' }
   | { type: 'clock.directTimeout' }
   | { type: 'clock.restartTimeout' }
@@ -39,6 +41,8 @@ interface SpecContext {
   queued: number;
   /** ICE restarts so far. */
   restarts: number;
+  /** Fresh connections started while connecting, after an attempt ended without a channel. */
+  connectRetries: number;
   /** Why the link closed, once it has. */
   ending: 'closed' | 'unreachable' | null;
   /** The parent said a task of ours is in flight over the link (the probe's tighter timing). */
@@ -95,6 +99,7 @@ const peerLinkSpec = setup({
     queue: assign({ queued: ({ context }) => context.queued + 1 }),
     clearQueue: assign({ queued: 0 }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    countConnectRetry: assign({ connectRetries: ({ context }) => context.connectRetries + 1 }),
     end: assign((_, ending: 'closed' | 'unreachable') => ({ ending })),
     setBusy: assign((_, busy: boolean) => ({ busy })),
   },
@@ -102,10 +107,15 @@ const peerLinkSpec = setup({
     busy: ({ context }) => context.busy,
     broken: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'disconnected',
     restored: ({ event }) => event.type === 'rtc.connectionState' && event.state === 'connected',
+    /** The connection was closed under the link (libdatachannel refused the answer) and a retry is left. */
+    attemptEnded: ({ context, event }) =>
+      event.type === 'rtc.connectionState' &&
+      event.state === 'closed' &&
+      context.connectRetries < MAX_CONNECT_RETRIES,
   },
 }).createMachine({
   id: 'spec',
-  context: { queued: 0, restarts: 0, ending: null, busy: false },
+  context: { queued: 0, restarts: 0, connectRetries: 0, ending: null, busy: false },
   initial: 'active',
   states: {
     active: {
@@ -140,10 +150,14 @@ const peerLinkSpec = setup({
             },
             'link.send': { actions: 'queue' },
             'rtc.channelClosed': { description: 'No channel was open: nothing changes.', actions: 'ignore' },
-            'rtc.connectionState': {
-              description: 'Only an open data channel makes the path direct.',
-              actions: 'ignore',
-            },
+            'rtc.connectionState': [
+              {
+                guard: 'attemptEnded',
+                description: 'The attempt ended without a channel: start over on a fresh connection.',
+                actions: ['countConnectRetry', 'restartIce'],
+              },
+              { description: 'Only an open data channel makes the path direct.', actions: 'ignore' },
+            ],
           },
         },
         direct: {
@@ -209,6 +223,7 @@ const SPEC_EVENTS: SpecEvent[] = [
   { type: 'rtc.channelClosed' },
   { type: 'rtc.connectionState', state: 'disconnected' },
   { type: 'rtc.connectionState', state: 'connected' },
+  { type: 'rtc.connectionState', state: 'closed' },
   { type: 'relay.message' },
   { type: 'clock.directTimeout' },
   { type: 'clock.restartTimeout' },
@@ -284,6 +299,7 @@ class LinkUnderTest {
   readonly link: PeerLinkHarness = startPeerLink({
     directTimeoutMs: DIRECT_TIMEOUT_MS,
     restartTimeoutMs: RESTART_TIMEOUT_MS,
+    maxConnectRetries: MAX_CONNECT_RETRIES,
     pingIntervalMs: PROBE_OFF_MS,
     silenceTimeoutMs: PROBE_OFF_MS,
     busyPingIntervalMs: PROBE_OFF_MS,
@@ -492,6 +508,7 @@ describe('peer link actor against its spec', () => {
           active: (state) => {
             expect(link.snapshot.status).toBe('active');
             expect(link.snapshot.context.restarts).toBe(state.context.restarts);
+            expect(link.snapshot.context.connectRetries).toBe(state.context.connectRetries);
             expect(
               link.snapshot.matches({ active: { probe: state.context.busy ? 'busy' : 'idle' } }),
               'probe timing',

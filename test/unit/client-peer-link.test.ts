@@ -111,6 +111,53 @@ describe('peer link: connecting to direct', () => {
   });
 });
 
+describe('peer link: an attempt to connect that ends without a channel', () => {
+  it('starts over on a fresh connection, at most maxConnectRetries times, within the same directTimeout', () => {
+    const link = start({ directTimeoutMs: 5_000, maxConnectRetries: 2 });
+    link.send({ type: 'link.send', message: cancel('t1') });
+    link.clock.increment(100);
+    // libdatachannel refused the answer and closed the connection under us.
+    link.rtc.current.push({ type: 'rtc.error', error: 'Got a remote candidate without ICE transport' });
+    link.rtc.current.push({ type: 'rtc.connectionState', state: 'closed' });
+    expect(link.rtc.current.commands).toEqual([{ type: 'rtc.restart' }]);
+    expect(link.snapshot.matches({ active: { path: 'connecting' } })).toBe(true);
+    expect(link.snapshot.context).toMatchObject({ connectRetries: 1, restarts: 0, outbox: [cancel('t1')] });
+
+    link.rtc.current.push({ type: 'rtc.connectionState', state: 'failed' });
+    link.rtc.current.push({ type: 'rtc.connectionState', state: 'closed' }); // no retry left
+    expect(link.rtc.restarts).toBe(2);
+    expect(link.snapshot.context.connectRetries).toBe(2);
+
+    // The direct timeout still counts from the start: the relay takes over at 5000.
+    link.clock.increment(4_899);
+    expect(link.snapshot.matches({ active: { path: 'connecting' } })).toBe(true);
+    link.clock.increment(1);
+    expect(link.snapshot.matches({ active: { path: 'relayed' } })).toBe(true);
+    expect(link.relayed()).toEqual([cancel('t1')]);
+  });
+
+  it('goes direct when the fresh connection opens its channel', () => {
+    const link = start();
+    link.rtc.current.push({ type: 'rtc.connectionState', state: 'closed' });
+    goDirect(link);
+    expect(link.rtc.peers).toHaveLength(1);
+    expect(link.snapshot.context.connectRetries).toBe(1);
+  });
+
+  it('leaves starting over to the initiator, and ignores states that do not end the attempt', () => {
+    const responder = start({ initiator: false });
+    responder.rtc.current.push({ type: 'rtc.connectionState', state: 'closed' });
+    expect(responder.rtc.current.commands).toEqual([]);
+    responder.stop();
+
+    const initiator = start();
+    for (const state of ['new', 'connecting', 'disconnected', 'connected'] as const)
+      initiator.rtc.current.push({ type: 'rtc.connectionState', state });
+    expect(initiator.rtc.current.commands).toEqual([]);
+    expect(initiator.snapshot.matches({ active: { path: 'connecting' } })).toBe(true);
+  });
+});
+
 describe('peer link: falling back to the relay', () => {
   it('switches to the relay when no channel opens within directTimeoutMs and relays the queued messages', () => {
     const link = start({ directTimeoutMs: 4_000 });
