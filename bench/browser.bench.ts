@@ -24,7 +24,6 @@
  * Prints markdown tables, writes bench/results/browser.json. Every wait is bounded; the browser and
  * both servers are closed on error too.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,11 +33,11 @@ import { createServer, type ViteDevServer } from 'vite';
 import { createLogger } from '../signaling/logger.ts';
 import { type SignalingServer, startSignalingServer } from '../signaling/server.ts';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, CHROMIUM_PERMISSIONS } from '../test/support/chromium.ts';
+import { runBench, withTimeout, writeResults } from './bench-run.ts';
 import type { DelegationRun, HandoffBenchApi, LinkSetupSample, ThroughputSample } from './browser/api.ts';
 import { type CpuProfile, type ProfileSummary, summariseProfile } from './browser/profile.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const RESULTS = join(HERE, 'results');
 const env = process.env;
 
 const SETTINGS = {
@@ -85,16 +84,6 @@ const closers: (() => Promise<unknown>)[] = [];
 async function closeAll(): Promise<void> {
   for (const close of closers.splice(0).reverse())
     await withTimeout(close(), 10_000, 'closing').catch(() => {});
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** Calls one method of a page's `window.handoffBench`, bounded. */
@@ -749,8 +738,6 @@ async function main(): Promise<void> {
     }
   }
 
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, 'browser.json');
   const summariseLayout = (l: LayoutResult) => ({
     name: l.name,
     overhead: {
@@ -793,59 +780,31 @@ async function main(): Promise<void> {
       cpuProfiles: l.profiles,
     },
   });
-  writeFileSync(
-    file,
-    `${JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model,
-        chromium: chromiumVersion,
-        inLoopbackNamespace: inNamespace,
-        pageClock: clock,
-        settings: SETTINGS,
-        targets: TARGETS,
-        linkSetup: {
-          layout: 'one page',
-          handoffOpenMs: setupH,
-          handoffFirstChunkMs: stats(setupHandoff.map((s) => s.otherMs)),
-          bareOpenMs: setupB,
-          bareFromConstructMs: stats(setupBare.map((s) => s.otherMs)),
-          ratioP50: setupH.p50 / setupB.p50,
-          handoffStagesP50Ms: setupStages,
-          bareStagesP50Ms: bareSetupStages,
-          rawHandoffOpenMs: setupHandoff.map((s) => s.openMs),
-          rawBareOpenMs: setupBare.map((s) => s.openMs),
-        },
-        layouts: layouts.map(summariseLayout),
-        costModel: layouts.map((l, index) => ({ layout: l.name, ...fits[index] })),
-        micro,
-        pageErrors,
-        runtimeSeconds: seconds,
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  console.log(`\nJSON: ${file}`);
+  writeResults('browser', {
+    cpuModel: os.cpus()[0]?.model,
+    chromium: chromiumVersion,
+    inLoopbackNamespace: inNamespace,
+    pageClock: clock,
+    settings: SETTINGS,
+    targets: TARGETS,
+    linkSetup: {
+      layout: 'one page',
+      handoffOpenMs: setupH,
+      handoffFirstChunkMs: stats(setupHandoff.map((s) => s.otherMs)),
+      bareOpenMs: setupB,
+      bareFromConstructMs: stats(setupBare.map((s) => s.otherMs)),
+      ratioP50: setupH.p50 / setupB.p50,
+      handoffStagesP50Ms: setupStages,
+      bareStagesP50Ms: bareSetupStages,
+      rawHandoffOpenMs: setupHandoff.map((s) => s.openMs),
+      rawBareOpenMs: setupBare.map((s) => s.openMs),
+    },
+    layouts: layouts.map(summariseLayout),
+    costModel: layouts.map((l, index) => ({ layout: l.name, ...fits[index] })),
+    micro,
+    pageErrors,
+    runtimeSeconds: seconds,
+  });
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`bench:browser exceeded ${SETTINGS.runTimeoutMs / 1000} s; aborting`);
-  setTimeout(() => process.exit(1), 15_000).unref();
-  void closeAll().finally(() => process.exit(1));
-}, SETTINGS.runTimeoutMs);
-
-main()
-  .then(async () => {
-    clearTimeout(watchdog);
-    await closeAll();
-    process.exit(0);
-  })
-  .catch(async (error) => {
-    clearTimeout(watchdog);
-    console.error('bench:browser failed:', error);
-    await closeAll();
-    process.exit(1);
-  });
+runBench('browser', SETTINGS.runTimeoutMs, main, closeAll);

@@ -14,19 +14,13 @@
  * Prints a markdown table, writes bench/results/failover.json. Every wait is bounded; every child is
  * killed at the end, also on error.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { createHandoff, type Handoff } from '../machines/create-handoff.ts';
 import { createLogger } from '../signaling/logger.ts';
 import { type SignalingServer, startSignalingServer } from '../signaling/server.ts';
 import { demoAnswer, type PeerProcess, startPeerProcess } from '../test/support/peers.ts';
 import { loopbackNodeEnvironment } from '../worker/node-environment.ts';
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-const RESULTS = join(HERE, 'results');
+import { runBench, sleep, withTimeout, writeResults } from './bench-run.ts';
 
 const SETTINGS = {
   trials: Number(process.env.BENCH_FAILOVER_TRIALS ?? 5),
@@ -40,8 +34,6 @@ const SETTINGS = {
   runTimeoutMs: 300_000,
 };
 const TARGET_MS = 2_000;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const processes = new Set<PeerProcess>();
 const killAllSync = () => {
@@ -71,16 +63,6 @@ interface Trial {
   outcomes: string[];
   textExact: boolean;
   redelegations: number;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function trial(
@@ -228,46 +210,17 @@ async function main(): Promise<void> {
       `Demo provider at ${SETTINGS.wordsPerSecond} words/s, ${SETTINGS.answerWords} words, kill after chunk ${SETTINGS.killAfterChunks}; ` +
       `signaling server defaults (resume grace, heartbeats) on 127.0.0.1; ${process.env.HANDOFF_IN_NETNS === '1' ? 'inside' : 'NOT inside'} the loopback namespace. Runtime ${fmt(seconds, 1)} s.`,
   );
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, 'failover.json');
-  writeFileSync(
-    file,
-    `${JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: os.cpus().length,
-        inLoopbackNamespace: process.env.HANDOFF_IN_NETNS === '1',
-        settings: SETTINGS,
-        targetMs: TARGET_MS,
-        failoverP50Ms: p50,
-        failoverMaxMs: max,
-        detectP50Ms: percentile(detect, 0.5),
-        detectMaxMs: Math.max(...detect),
-        runtimeSeconds: seconds,
-        trials,
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  console.log(`\nJSON: ${file}`);
+  writeResults('failover', {
+    inLoopbackNamespace: process.env.HANDOFF_IN_NETNS === '1',
+    settings: SETTINGS,
+    targetMs: TARGET_MS,
+    failoverP50Ms: p50,
+    failoverMaxMs: max,
+    detectP50Ms: percentile(detect, 0.5),
+    detectMaxMs: Math.max(...detect),
+    runtimeSeconds: seconds,
+    trials,
+  });
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`bench:failover exceeded ${SETTINGS.runTimeoutMs / 1000} s; aborting`);
-  killAllSync();
-  process.exit(1);
-}, SETTINGS.runTimeoutMs);
-
-main()
-  .then(() => {
-    clearTimeout(watchdog);
-    killAllSync();
-    process.exit(0);
-  })
-  .catch((error) => {
-    console.error('bench:failover failed:', error);
-    killAllSync();
-    process.exit(1);
-  });
+runBench('failover', SETTINGS.runTimeoutMs, main, killAllSync);

@@ -17,12 +17,13 @@ import {
   decodeClientMessage,
   encodeMessage,
   PeerId,
-  type PeerIdAssigned,
   PROTOCOL_VERSION,
   type ServerMessage,
   TaskMessage,
 } from '../protocol/index.ts';
 import { defaultConfig } from '../signaling/config.ts';
+import { socketEnvironmentOf } from '../signaling/hub.machine.ts';
+import { createLogger } from '../signaling/logger.ts';
 import { SignalingMetrics } from '../signaling/metrics.ts';
 import { newPeerEntry, PeerRegistry } from '../signaling/peer-registry.ts';
 import { type SocketEnvironment, type SocketInput, socketMachine } from '../signaling/socket.machine.ts';
@@ -137,24 +138,14 @@ class NullPort implements SocketPort {
 const config = defaultConfig();
 const registry = new PeerRegistry();
 const metrics = new SignalingMetrics();
-/** What the hub shares with every socket actor (mirrors signaling/hub.machine.ts). */
-const env: SocketEnvironment = {
+/** What the hub shares with every socket actor. */
+const env: SocketEnvironment = socketEnvironmentOf({
+  config,
   registry,
   metrics,
-  policy: { ...config, closingTimeoutMs: 2_000, hangUpWaitMs: 1_000 },
-  welcome: (peerId, resumed): PeerIdAssigned => ({
-    type: 'peer-id',
-    peerId,
-    resumeToken: `${peerId}.1700000000000.${'x'.repeat(43)}`,
-    resumed,
-    protocolVersion: PROTOCOL_VERSION,
-    iceServers: [],
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    resumeGraceMs: config.resumeGraceMs,
-  }),
-  iceServers: () => ({ iceServers: [], expiresAt: 0 }),
+  log: createLogger('silent'),
   now: Date.now,
-};
+});
 
 function socketInput(i: number, port: SocketPort): SocketInput {
   return {

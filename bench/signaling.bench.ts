@@ -21,7 +21,7 @@
  *                             (compare with `npx tsx bench/heap-report.ts <before> <after> <peers>`)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,6 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { BARE_RELAY_MODE } from './bare-uws-relay.ts';
+import { RESULTS_DIR, runBench, sleep, writeResults } from './bench-run.ts';
 import { PEERJS_KEY, PEERJS_PATH, PEERJS_SERVER_MODE } from './peerjs-server.ts';
 import {
   type ChildMessage,
@@ -42,8 +43,7 @@ import {
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const CHILD = join(HERE, 'server-child.ts');
-const RESULTS = join(HERE, 'results');
-const PROFILES = join(RESULTS, 'profiles');
+const PROFILES = join(RESULTS_DIR, 'profiles');
 const CPU_PROFILE = process.env.BENCH_CPU_PROF === '1';
 /**
  * Load generator on CPU 0, server on CPU 1, so the two chatty processes never share a core. (On the
@@ -103,8 +103,6 @@ const SETTINGS = {
 };
 
 const TARGETS = { throughputRatio: 0.8, bytesPerIdlePeer: 6 * 1024 };
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls `done` every 10 ms for at most `ms`; false if it never became true. */
 async function until(done: () => boolean, ms: number): Promise<boolean> {
@@ -1253,12 +1251,15 @@ function table(results: Results): string {
 
 // ------------------------------------------------------------------------------------ main
 
-/** Needs a descriptor per client here (and per socket in the child): raise the soft limit if low. */
-function ensureFileLimit(): void {
+/**
+ * Needs a descriptor per client here (and per socket in the child). If the soft limit is too low,
+ * re-runs this benchmark under sh with it raised and returns true: the re-run owns the terminal.
+ */
+function reexecWithFileLimit(): boolean {
   const need = SETTINGS.acceptConnections + 2_000;
   const raw = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
   const limit = raw === 'unlimited' ? Number.POSITIVE_INFINITY : Number(raw);
-  if (limit >= need) return;
+  if (limit >= need) return false;
   if (process.env.HANDOFF_BENCH_REEXEC === '1') {
     console.error(
       `open-file limit is ${raw}, the benchmark needs ${need} (${SETTINGS.acceptConnections} sockets). ` +
@@ -1280,13 +1281,10 @@ function ensureFileLimit(): void {
     { stdio: 'inherit', env: { ...process.env, HANDOFF_BENCH_REEXEC: '1' } },
   );
   result.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
-  throw new ReexecSignal();
+  return true;
 }
 
-class ReexecSignal extends Error {}
-
 async function main(): Promise<void> {
-  ensureFileLimit();
   // Every thread of this process (main, libuv pool, V8 helpers) to CPU 0; threads made later inherit it.
   if (PIN) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   const only = process.env.BENCH_ONLY?.split(',').filter(Boolean) as ServerKind[] | undefined;
@@ -1341,57 +1339,26 @@ async function main(): Promise<void> {
       '\n**Profiling was on (BENCH_CPU_PROF / BENCH_HEAP_SNAPSHOT): these figures are not comparable.**',
     );
   }
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(RESULTS, 'signaling.json');
-  writeFileSync(
-    file,
-    `${JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model,
-        settings: SETTINGS,
-        targets: TARGETS,
-        bareRelayMode: BARE_RELAY_MODE,
-        peerJsMode: PEERJS_SERVER_MODE,
-        handoffConfig: HANDOFF_BENCH_CONFIG,
-        unexpectedCloses,
-        profiling: { cpu: CPU_PROFILE, heapSnapshot: HEAP_SNAPSHOT },
-        pinned: PIN,
-        runtimeSeconds: seconds,
-        results,
-        discover,
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  console.log(`\nJSON: ${file}`);
+  writeResults('signaling', {
+    cpuModel: os.cpus()[0]?.model,
+    settings: SETTINGS,
+    targets: TARGETS,
+    bareRelayMode: BARE_RELAY_MODE,
+    peerJsMode: PEERJS_SERVER_MODE,
+    handoffConfig: HANDOFF_BENCH_CONFIG,
+    unexpectedCloses,
+    profiling: { cpu: CPU_PROFILE, heapSnapshot: HEAP_SNAPSHOT },
+    pinned: PIN,
+    runtimeSeconds: seconds,
+    results,
+    discover,
+  });
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`bench:signaling exceeded ${SETTINGS.runTimeoutMs / 1000} s; aborting`);
-  killChildren();
-  process.exit(1);
-}, SETTINGS.runTimeoutMs);
-
-main()
-  .then(() => {
-    clearTimeout(watchdog);
+if (!reexecWithFileLimit()) {
+  runBench('signaling', SETTINGS.runTimeoutMs, main, () => {
     dropAll(clients);
     for (const peer of [...rawPeers]) peer.destroy();
     killChildren();
-    process.exit(0);
-  })
-  .catch((error) => {
-    if (error instanceof ReexecSignal) {
-      clearTimeout(watchdog);
-      return; // the re-run under sh owns the terminal now
-    }
-    console.error('bench:signaling failed:', error);
-    dropAll(clients);
-    for (const peer of [...rawPeers]) peer.destroy();
-    killChildren();
-    process.exit(1);
   });
+}

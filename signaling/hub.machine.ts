@@ -343,7 +343,7 @@ export function heartbeatTickMs(config: SignalingConfig): number {
 }
 
 /** What every socket actor shares. */
-function socketEnvironmentOf(input: HubInput): SocketEnvironment {
+export function socketEnvironmentOf(input: HubInput): SocketEnvironment {
   const { config, registry, metrics, now } = input;
   return {
     registry,
